@@ -1,0 +1,137 @@
+/**
+ * One registry of error codes (fastify lib/errors.js style). Every code has a category and a
+ * message; callers match on the code, never on the text. docs/errors.md documents every code and
+ * test/unit/errors.test.ts keeps the two in step.
+ */
+
+/** The device failure categories of DESIGN.md ("Every failure lands in one category"). */
+export const FAILURE_CATEGORIES = [
+  'download',
+  'integrity',
+  'signature',
+  'storage',
+  'incompatible',
+  'switch',
+  'crash_loop',
+  'health_gate',
+  'telemetry_gate',
+  'behavior_gate',
+  'timeout',
+  'offline',
+  'rejected',
+] as const;
+export type FailureCategory = (typeof FAILURE_CATEGORIES)[number];
+
+/** Categories for problems on the operator's side (bad plan, config, request), not a device's. */
+export const OPERATOR_CATEGORIES = ['input', 'not_found', 'conflict', 'auth', 'internal'] as const;
+export type OperatorCategory = (typeof OPERATOR_CATEGORIES)[number];
+
+export type ErrorCategory = FailureCategory | OperatorCategory;
+
+const CATEGORY_HINTS: Record<ErrorCategory, string> = {
+  download:
+    'The device could not fetch the payload. Check the device link and the manager chunk server; the download resumes where it stopped.',
+  integrity:
+    'The bytes do not match what was signed (digest, size or encoding). Rebuild and push the bundle; suspect storage or transport corruption.',
+  signature:
+    'A signature did not verify or the key is not trusted. Check that the bundle was signed with an enrolled release key and the desired state with the manager key.',
+  storage: 'The device could not write its slot store. Check free disk space and the health of the storage medium.',
+  incompatible:
+    "The snapshot does not fit the device's hardware class or adapters. Target compatible devices or rebuild the snapshot with the right compatibility.",
+  switch: 'The slot switch did not complete. The previous slot stays active; inspect the agent log around the switch.',
+  crash_loop:
+    'The snapshot runtime kept crashing during its trial and the device reverted. Run the snapshot locally and read its stderr.',
+  health_gate:
+    'The runtime reported unhealthy or lost its adapter during the trial. Check the snapshot configuration against the plant equipment.',
+  telemetry_gate:
+    'Telemetry stopped or dropped samples during the trial. Check sampling configuration and adapter connectivity.',
+  behavior_gate: 'The acceptance suite or a behaviour gate failed. Read the acceptance output in the device events.',
+  timeout:
+    'No progress within the deadline. The device may be slow, stuck or partitioned; the result is inconclusive, not a pass.',
+  offline:
+    'The device was not connected when it was needed. Check its power and network, or let the offline policy decide.',
+  rejected:
+    'The message or request was refused as invalid, replayed, expired or out of its namespace. Check the sender and its clock.',
+  input: 'The input is not valid. Fix the field named in the message and try again.',
+  not_found: 'The named object does not exist. List what exists and check the id.',
+  conflict: 'The request conflicts with the current state. Read the current state and retry or use the named override.',
+  auth: 'Authentication or authorisation failed. Check the credentials and the topic or endpoint.',
+  internal: 'An internal error. The service keeps running; report it with the log lines around it.',
+};
+
+export function categoryHint(category: ErrorCategory): string {
+  return CATEGORY_HINTS[category];
+}
+
+interface ErrorSpec {
+  readonly category: ErrorCategory;
+  readonly message: string;
+  readonly hint?: string;
+}
+
+export const ERRORS = {
+  // --- encoding (CBOR / JSON) ---
+  FG_CBOR_MALFORMED: { category: 'integrity', message: 'malformed CBOR' },
+  FG_JSON_MALFORMED: { category: 'rejected', message: 'malformed JSON' },
+  FG_TOO_LARGE: { category: 'rejected', message: 'input exceeds its size limit' },
+  FG_SCHEMA: { category: 'rejected', message: 'message does not match its schema' },
+  // --- topics ---
+  FG_TOPIC_INVALID: { category: 'rejected', message: 'topic does not match any fleetgate topic' },
+  FG_TOPIC_FORBIDDEN: { category: 'auth', message: "topic is outside the client's own namespace" },
+  FG_DEVICE_ID_INVALID: {
+    category: 'input',
+    message: 'device id is not valid',
+    hint: 'Device ids are 1-64 characters of letters, digits, ".", "_" and "-", starting with a letter or digit.',
+  },
+  // --- COSE / signatures ---
+  FG_COSE_MALFORMED: { category: 'integrity', message: 'not a well-formed COSE_Sign1 (RFC 9052 section 4.2)' },
+  FG_COSE_ALG_UNSUPPORTED: { category: 'signature', message: 'COSE algorithm is not EdDSA/Ed25519 (-8 or -19)' },
+  FG_SIG_UNKNOWN_KEY: { category: 'signature', message: 'signed by a key that is not trusted' },
+  FG_SIG_INVALID: { category: 'signature', message: 'signature does not verify' },
+  FG_KEY_INVALID: { category: 'input', message: 'not a valid Ed25519 key' },
+  // --- manifest / bundle ---
+  FG_MANIFEST_INVALID: { category: 'integrity', message: 'snapshot manifest is not valid' },
+  FG_BUNDLE_MALFORMED: { category: 'integrity', message: 'bundle is not a valid fleetgate bundle' },
+  FG_BUNDLE_TOO_LARGE: { category: 'integrity', message: 'bundle exceeds the size limit' },
+  FG_PAYLOAD_SIZE_MISMATCH: { category: 'integrity', message: 'payload size does not match the signed size' },
+  FG_PAYLOAD_DIGEST_MISMATCH: { category: 'integrity', message: 'payload SHA-256 does not match the signed digest' },
+  FG_PAYLOAD_MALFORMED: { category: 'integrity', message: 'payload file list is not valid' },
+  FG_INCOMPATIBLE: { category: 'incompatible', message: 'snapshot is not compatible with this device' },
+  // --- desired state ---
+  FG_DESIRED_INVALID: { category: 'rejected', message: 'desired-state document is not valid' },
+  FG_DESIRED_REPLAYED: {
+    category: 'rejected',
+    message: 'desired-state generation is not newer than the last one handled (replay)',
+  },
+  FG_DESIRED_EXPIRED: {
+    category: 'rejected',
+    message: 'desired-state document has expired',
+    hint: 'The manager re-signs documents before they expire; an expired one means the manager is frozen or the device clock is wrong.',
+  },
+  FG_DESIRED_WRONG_DEVICE: { category: 'rejected', message: 'desired-state document names another device' },
+  FG_SNAPSHOT_MARKED_BAD: {
+    category: 'rejected',
+    message: 'snapshot was marked bad on this device and is not retried for the same generation',
+  },
+  // --- gates ---
+  FG_GATE_SYNTAX: { category: 'input', message: 'gate expression does not parse' },
+  FG_GATE_TYPE: { category: 'input', message: 'gate expression compares values of different types' },
+  // --- config / input ---
+  FG_CONFIG_INVALID: { category: 'input', message: 'configuration is not valid' },
+  FG_PLAN_INVALID: { category: 'input', message: 'rollout plan is not valid' },
+  FG_FILE_EXISTS: { category: 'conflict', message: 'file exists; pass --force to overwrite' },
+  FG_FILE_READ: { category: 'input', message: 'cannot read file' },
+  FG_USAGE: { category: 'input', message: 'invalid command usage' },
+  FG_NOT_FOUND: { category: 'not_found', message: 'not found' },
+  FG_INTERNAL: { category: 'internal', message: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERRORS, code);
+}
+
+export function isFailureCategory(c: string): c is FailureCategory {
+  return (FAILURE_CATEGORIES as readonly string[]).includes(c);
+}
