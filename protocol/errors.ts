@@ -123,6 +123,14 @@ export const ERRORS = {
   FG_FILE_READ: { category: 'input', message: 'cannot read file' },
   FG_USAGE: { category: 'input', message: 'invalid command usage' },
   FG_NOT_FOUND: { category: 'not_found', message: 'not found' },
+  // --- manager HTTP API and operator CLI (H7) ---
+  FG_REQUEST_INVALID: { category: 'input', message: 'request is not valid' },
+  FG_MANAGER_UNREACHABLE: {
+    category: 'offline',
+    message: 'cannot reach the fleetgate manager',
+    hint: 'Start it with `fleetgate manager`, or point the CLI at it with --url or FLEETGATE_URL (the manager writes its address to <data_dir>/manager.json).',
+  },
+  FG_MANAGER_RESPONSE: { category: 'internal', message: 'unexpected response from the manager' },
   FG_INTERNAL: { category: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
