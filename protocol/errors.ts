@@ -113,6 +113,10 @@ export const ERRORS = {
     category: 'rejected',
     message: 'snapshot was marked bad on this device and is not retried for the same generation',
   },
+  // --- agent download ---
+  FG_FETCH_REFUSED: { category: 'download', message: 'the chunk server refused a fetch' },
+  FG_DOWNLOAD_TIMEOUT: { category: 'download', message: 'no chunk arrived in time' },
+  FG_STORAGE_WRITE: { category: 'storage', message: 'could not write to the slot store' },
   // --- gates ---
   FG_GATE_SYNTAX: { category: 'input', message: 'gate expression does not parse' },
   FG_GATE_TYPE: { category: 'input', message: 'gate expression compares values of different types' },

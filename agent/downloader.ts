@@ -1,0 +1,226 @@
+/**
+ * Resumable chunked download over `fetch`/`chunk` (DESIGN.md "Topics"). A sliding window of
+ * requests keeps the link busy; chunks are handed to the sink strictly in order, so what the slot
+ * store holds is always a prefix of the payload and a restart resumes from its length. The signed
+ * size bounds everything: a chunk that would pass it is refused ("never accepts more bytes than
+ * the signed size").
+ */
+import type { Logger } from 'pino';
+import { decodeChunk, encodeFetch, LIMITS } from '../protocol/messages.js';
+import { err, ok, type Result } from '../protocol/result.js';
+import type { DeviceChannel } from '../protocol/topics.js';
+
+export interface ChunkLink {
+  readonly connected: boolean;
+  publish(channel: DeviceChannel, payload: Uint8Array): Promise<void>;
+}
+
+export interface DownloadJob {
+  readonly snapshot: string;
+  /** Signed payload size. */
+  readonly size: number;
+  /** Bytes already stored (resume point). */
+  readonly offset: number;
+}
+
+/** Receives bytes in order. It may be async (a slot-store write); the next chunk waits for it. */
+export type ChunkSink = (offset: number, bytes: Uint8Array) => void | Promise<void>;
+
+export interface DownloaderOptions {
+  readonly chunkSize?: number;
+  readonly window?: number;
+  readonly timeoutMs?: number;
+  /** Re-requests of one chunk before the download fails. */
+  readonly maxRetries?: number;
+  readonly logger?: Logger;
+  readonly setTimer?: (fn: () => void, ms: number) => unknown;
+  readonly clearTimer?: (t: unknown) => void;
+}
+
+interface Pending {
+  readonly offset: number;
+  readonly length: number;
+  retries: number;
+  timer: unknown;
+  bytes: Uint8Array | undefined;
+}
+
+interface Active {
+  readonly job: DownloadJob;
+  readonly sink: ChunkSink;
+  readonly onProgress: ((bytes: number, total: number) => void) | undefined;
+  readonly pending: Map<number, Pending>;
+  nextRequest: number;
+  written: number;
+  writing: boolean;
+  resolve: (r: Result<void>) => void;
+}
+
+export class ChunkDownloader {
+  private active: Active | undefined;
+  private readonly chunkSize: number;
+  private readonly window: number;
+  private readonly timeoutMs: number;
+  private readonly maxRetries: number;
+  private readonly setTimer: (fn: () => void, ms: number) => unknown;
+  private readonly clearTimer: (t: unknown) => void;
+  /** Chunks that matched no request (late duplicates after a retry, another snapshot): counted, ignored. */
+  unexpected = 0;
+
+  constructor(
+    private readonly link: ChunkLink,
+    opts: DownloaderOptions = {},
+  ) {
+    this.chunkSize = Math.min(opts.chunkSize ?? 64 * 1024, LIMITS.maxChunk);
+    this.window = Math.max(1, opts.window ?? 8);
+    this.timeoutMs = opts.timeoutMs ?? 5_000;
+    this.maxRetries = opts.maxRetries ?? 5;
+    this.setTimer = opts.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
+    this.clearTimer = opts.clearTimer ?? ((t) => clearTimeout(t as NodeJS.Timeout));
+  }
+
+  get busy(): boolean {
+    return this.active !== undefined;
+  }
+
+  /** Downloads `job.size - job.offset` bytes into `sink`. Resolves once all are written or on the first failure. */
+  download(
+    job: DownloadJob,
+    sink: ChunkSink,
+    onProgress?: (bytes: number, total: number) => void,
+  ): Promise<Result<void>> {
+    if (this.active) this.finish(err('FG_INTERNAL', 'download superseded'));
+    if (job.offset > job.size)
+      return Promise.resolve(err('FG_PAYLOAD_SIZE_MISMATCH', 'stored bytes exceed the signed size'));
+    if (job.offset === job.size) return Promise.resolve(ok(undefined));
+    return new Promise((resolve) => {
+      this.active = {
+        job,
+        sink,
+        onProgress,
+        pending: new Map(),
+        nextRequest: job.offset,
+        written: job.offset,
+        writing: false,
+        resolve,
+      };
+      this.fill();
+    });
+  }
+
+  cancel(): void {
+    if (this.active) this.finish(err('FG_INTERNAL', 'download cancelled'));
+  }
+
+  /** The link came back: ask again for everything outstanding (a clean session lost the old requests). */
+  resume(): void {
+    const a = this.active;
+    if (!a) return;
+    for (const p of a.pending.values()) if (!p.bytes) this.request(a, p);
+    this.fill();
+  }
+
+  /** Feed every message received on the device's `chunk` topic here. */
+  onChunk(payload: Uint8Array): void {
+    const a = this.active;
+    const decoded = decodeChunk(payload);
+    if (!a || !decoded.ok || decoded.value.snapshot !== a.job.snapshot) {
+      this.unexpected++;
+      return;
+    }
+    const msg = decoded.value;
+    const p = a.pending.get(msg.offset);
+    if (!p || p.bytes) {
+      this.unexpected++;
+      return;
+    }
+    if ('error' in msg) {
+      this.finish(
+        err('FG_FETCH_REFUSED', `${msg.error}${msg.detail ? `: ${msg.detail}` : ''} at offset ${msg.offset}`),
+      );
+      return;
+    }
+    if (msg.total !== a.job.size) {
+      this.finish(err('FG_PAYLOAD_SIZE_MISMATCH', `server says ${msg.total} bytes, manifest signs ${a.job.size}`));
+      return;
+    }
+    if (msg.bytes.byteLength !== p.length || msg.offset + msg.bytes.byteLength > a.job.size) {
+      this.finish(
+        err('FG_PAYLOAD_SIZE_MISMATCH', `chunk at ${msg.offset} has ${msg.bytes.byteLength} bytes, asked ${p.length}`),
+      );
+      return;
+    }
+    this.clearTimer(p.timer);
+    p.bytes = msg.bytes;
+    void this.drain(a);
+  }
+
+  private fill(): void {
+    const a = this.active;
+    if (!a || !this.link.connected) return;
+    while (a.pending.size < this.window && a.nextRequest < a.job.size) {
+      const length = Math.min(this.chunkSize, a.job.size - a.nextRequest);
+      const p: Pending = { offset: a.nextRequest, length, retries: 0, timer: undefined, bytes: undefined };
+      a.pending.set(p.offset, p);
+      a.nextRequest += length;
+      this.request(a, p);
+    }
+  }
+
+  private request(a: Active, p: Pending): void {
+    this.clearTimer(p.timer);
+    p.timer = this.setTimer(() => this.onTimeout(a, p), this.timeoutMs);
+    if (!this.link.connected) return; // resume() asks again
+    const msg = encodeFetch({ snapshot: a.job.snapshot, offset: p.offset, length: p.length });
+    this.link.publish('fetch', msg).catch(() => {
+      /* the timer or resume() retries */
+    });
+  }
+
+  private onTimeout(a: Active, p: Pending): void {
+    if (this.active !== a || p.bytes) return;
+    if (!this.link.connected) {
+      // Offline time does not count against the chunk: wait for resume().
+      p.timer = this.setTimer(() => this.onTimeout(a, p), this.timeoutMs);
+      return;
+    }
+    if (++p.retries > this.maxRetries) {
+      this.finish(err('FG_DOWNLOAD_TIMEOUT', `no answer for offset ${p.offset} after ${this.maxRetries} retries`));
+      return;
+    }
+    this.request(a, p);
+  }
+
+  private async drain(a: Active): Promise<void> {
+    if (a.writing) return;
+    a.writing = true;
+    try {
+      for (;;) {
+        const p = a.pending.get(a.written);
+        if (!p?.bytes || this.active !== a) break;
+        await a.sink(p.offset, p.bytes);
+        if (this.active !== a) return;
+        a.pending.delete(p.offset);
+        a.written += p.bytes.byteLength;
+        a.onProgress?.(a.written, a.job.size);
+        if (a.written === a.job.size) {
+          this.finish(ok(undefined));
+          return;
+        }
+        this.fill();
+      }
+    } catch (e) {
+      if (this.active === a) this.finish(err('FG_STORAGE_WRITE', e instanceof Error ? e.message : String(e)));
+    } finally {
+      a.writing = false;
+    }
+  }
+
+  private finish(r: Result<void>): void {
+    const a = this.active;
+    if (!a) return;
+    this.active = undefined;
+    for (const p of a.pending.values()) this.clearTimer(p.timer);
+    a.resolve(r);
+  }
+}
