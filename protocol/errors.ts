@@ -135,6 +135,36 @@ export const ERRORS = {
     hint: 'Start it with `fleetgate manager`, or point the CLI at it with --url or FLEETGATE_URL (the manager writes its address to <data_dir>/manager.json).',
   },
   FG_MANAGER_RESPONSE: { category: 'internal', message: 'unexpected response from the manager' },
+  // --- manager domain core (H6) ---
+  FG_DEVICE_EXISTS: { category: 'conflict', message: 'a device with this id is already registered' },
+  FG_DEVICE_NOT_FOUND: {
+    category: 'not_found',
+    message: 'no such device',
+    hint: 'List devices with `fleetgate device list`; removed devices are listed with --all.',
+  },
+  FG_DEVICE_REMOVED: { category: 'conflict', message: 'the device was removed' },
+  FG_SNAPSHOT_NOT_FOUND: {
+    category: 'not_found',
+    message: 'no such snapshot',
+    hint: 'List snapshots with `fleetgate snapshot list`; an id prefix must be unique and at least 8 hex characters.',
+  },
+  FG_SNAPSHOT_AMBIGUOUS: { category: 'input', message: 'snapshot id prefix matches more than one snapshot' },
+  FG_FETCH_RATE_LIMITED: {
+    category: 'download',
+    message: 'fetch requests arrive faster than the per-device limit',
+    hint: 'The device should wait and retry; the download resumes where it stopped.',
+  },
+  FG_FETCH_RANGE: { category: 'download', message: 'fetch offset lies beyond the end of the payload' },
+  FG_STORE_VERSION: {
+    category: 'internal',
+    message: 'the manager store was written by a newer fleetgate version',
+    hint: 'Run the fleetgate version that wrote this store, or restore a backup made by this version.',
+  },
+  FG_MQTT_NOT_CONNECTED: {
+    category: 'offline',
+    message: 'the manager is not connected to the broker',
+    hint: 'Check the broker address and the manager credentials; the manager reconnects by itself.',
+  },
   FG_INTERNAL: { category: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
