@@ -68,6 +68,7 @@ export const StateMessage = z.object({
 export type StateMessage = z.infer<typeof StateMessage>;
 
 export const SlotReport = z.strictObject({ snapshot: SNAPSHOT_ID.nullable(), state: SlotState });
+export type SlotReport = z.infer<typeof SlotReport>;
 
 /** `{p}/devices/{id}/reported` */
 export const ReportedMessage = z.object({

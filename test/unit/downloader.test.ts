@@ -1,0 +1,180 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ChunkDownloader, type ChunkLink } from '../../agent/downloader.js';
+import { decodeFetch, encodeChunk } from '../../protocol/messages.js';
+import type { DeviceChannel } from '../../protocol/topics.js';
+
+const SNAP = 'a'.repeat(64);
+
+/** A chunk server in memory: answers fetches from `payload`, with hooks to drop, corrupt or refuse. */
+function fakeServer(
+  payload: Uint8Array,
+  hooks: {
+    drop?: (offset: number, n: number) => boolean;
+    overrideTotal?: number;
+    refuse?: boolean;
+    oversize?: boolean;
+  } = {},
+) {
+  const asked: Array<{ offset: number; length: number }> = [];
+  const counts = new Map<number, number>();
+  let downloader: ChunkDownloader | undefined;
+  const link: ChunkLink & { connected: boolean } = {
+    connected: true,
+    async publish(channel: DeviceChannel, bytes: Uint8Array) {
+      expect(channel).toBe('fetch');
+      const f = decodeFetch(bytes);
+      if (!f.ok) throw new Error(f.error.message);
+      const { offset, length } = f.value;
+      asked.push({ offset, length });
+      const n = (counts.get(offset) ?? 0) + 1;
+      counts.set(offset, n);
+      if (hooks.drop?.(offset, n)) return;
+      const reply = hooks.refuse
+        ? encodeChunk({ snapshot: SNAP, offset, error: 'FG_FETCH_REFUSED', detail: 'not assigned' })
+        : encodeChunk({
+            snapshot: SNAP,
+            offset,
+            total: hooks.overrideTotal ?? payload.byteLength,
+            bytes: payload.subarray(offset, offset + length + (hooks.oversize ? 1 : 0)),
+          });
+      queueMicrotask(() => downloader?.onChunk(reply));
+    },
+  };
+  return { link, asked, attach: (d: ChunkDownloader) => (downloader = d) };
+}
+
+describe('ChunkDownloader', () => {
+  it('downloads a payload in order with a window of requests', async () => {
+    const payload = randomBytes(300_000);
+    const srv = fakeServer(payload);
+    const d = new ChunkDownloader(srv.link, { chunkSize: 16_384, window: 4 });
+    srv.attach(d);
+    const parts: Buffer[] = [];
+    const offsets: number[] = [];
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, (off, b) => {
+      offsets.push(off);
+      parts.push(Buffer.from(b));
+    });
+    expect(r.ok).toBe(true);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    expect(srv.asked.length).toBe(Math.ceil(payload.byteLength / 16_384));
+  });
+
+  it('resumes from a stored offset and asks nothing before it', async () => {
+    const payload = randomBytes(100_000);
+    const srv = fakeServer(payload);
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000 });
+    srv.attach(d);
+    const parts: Buffer[] = [Buffer.from(payload.subarray(0, 40_000))];
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 40_000 }, (_o, b) => {
+      parts.push(Buffer.from(b));
+    });
+    expect(r.ok).toBe(true);
+    expect(Math.min(...srv.asked.map((a) => a.offset))).toBe(40_000);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+  });
+
+  it('re-requests a lost chunk after its timeout', async () => {
+    const payload = randomBytes(50_000);
+    const srv = fakeServer(payload, { drop: (offset, n) => offset === 20_000 && n === 1 });
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, timeoutMs: 20 });
+    srv.attach(d);
+    const parts: Buffer[] = [];
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, (_o, b) => {
+      parts.push(Buffer.from(b));
+    });
+    expect(r.ok).toBe(true);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+    expect(srv.asked.filter((a) => a.offset === 20_000)).toHaveLength(2);
+  });
+
+  it('fails with FG_DOWNLOAD_TIMEOUT when a chunk never comes', async () => {
+    const payload = randomBytes(20_000);
+    const srv = fakeServer(payload, { drop: (offset) => offset === 10_000 });
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, timeoutMs: 5, maxRetries: 2 });
+    srv.attach(d);
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {});
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.error.code).toBe('FG_DOWNLOAD_TIMEOUT');
+      expect(r.error.category).toBe('download');
+    }
+  });
+
+  it('refuses a chunk longer than asked (never more bytes than signed)', async () => {
+    const payload = randomBytes(30_000);
+    const srv = fakeServer(payload, { oversize: true });
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000 });
+    srv.attach(d);
+    const written: number[] = [];
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, (o) => {
+      written.push(o);
+    });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.code).toBe('FG_PAYLOAD_SIZE_MISMATCH');
+    expect(written).toEqual([]);
+  });
+
+  it('refuses a server that claims another total size', async () => {
+    const payload = randomBytes(10_000);
+    const srv = fakeServer(payload, { overrideTotal: 9_999 });
+    const d = new ChunkDownloader(srv.link, { chunkSize: 4096 });
+    srv.attach(d);
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {});
+    expect(r.ok ? 'ok' : r.error.code).toBe('FG_PAYLOAD_SIZE_MISMATCH');
+  });
+
+  it('reports a refusal from the chunk server with its code', async () => {
+    const srv = fakeServer(randomBytes(100), { refuse: true });
+    const d = new ChunkDownloader(srv.link);
+    srv.attach(d);
+    const r = await d.download({ snapshot: SNAP, size: 100, offset: 0 }, () => {});
+    expect(r.ok ? 'ok' : r.error.code).toBe('FG_FETCH_REFUSED');
+  });
+
+  it('ignores garbage and chunks for another snapshot', async () => {
+    const payload = randomBytes(8_000);
+    const srv = fakeServer(payload);
+    const d = new ChunkDownloader(srv.link, { chunkSize: 4_000 });
+    srv.attach(d);
+    const p = d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {});
+    d.onChunk(Buffer.from('not cbor at all'));
+    d.onChunk(encodeChunk({ snapshot: 'b'.repeat(64), offset: 0, total: 8_000, bytes: new Uint8Array(4_000) }));
+    const r = await p;
+    expect(r.ok).toBe(true);
+    expect(d.unexpected).toBe(2);
+  });
+
+  it('pauses while the link is down and resumes without losing a chunk', async () => {
+    const payload = randomBytes(40_000);
+    let cut = true;
+    const srv = fakeServer(payload, { drop: (offset) => cut && offset >= 20_000 });
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, window: 1, timeoutMs: 10, maxRetries: 1 });
+    srv.attach(d);
+    const parts: Buffer[] = [];
+    const p = d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, (_o, b) => {
+      parts.push(Buffer.from(b));
+      if (parts.length === 2) srv.link.connected = false;
+    });
+    await new Promise((r) => setTimeout(r, 80)); // several timeouts pass while offline: not counted
+    cut = false;
+    srv.link.connected = true;
+    d.resume();
+    const r = await p;
+    expect(r.ok).toBe(true);
+    expect(Buffer.concat(parts).equals(payload)).toBe(true);
+  });
+
+  it('a sink failure ends the download with a storage error', async () => {
+    const payload = randomBytes(8_000);
+    const srv = fakeServer(payload);
+    const d = new ChunkDownloader(srv.link, { chunkSize: 4_000 });
+    srv.attach(d);
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {
+      throw new Error('SQLITE_FULL: database or disk is full');
+    });
+    expect(r.ok ? 'ok' : `${r.error.code}/${r.error.category}`).toBe('FG_STORAGE_WRITE/storage');
+  });
+});
