@@ -121,16 +121,10 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
       ...(this.opts.agentVersion ? { agent: this.opts.agentVersion } : {}),
     });
     client.publish(this.topics.state, Buffer.from(online), { qos: 1, retain: true });
-    client.subscribe(
-      [
-        { topic: this.topics.desired, qos: 1 },
-        { topic: this.topics.chunk, qos: 0 },
-      ] as never,
-      (e, granted) => {
-        if (e) log.warn({ err: e.message }, 'subscribe failed');
-        else if (granted?.some((g) => g.qos === 128)) log.error({ code: 'FG_TOPIC_FORBIDDEN' }, 'subscription refused');
-      },
-    );
+    client.subscribe({ [this.topics.desired]: { qos: 1 }, [this.topics.chunk]: { qos: 0 } }, (e, granted) => {
+      if (e) log.warn({ err: e.message }, 'subscribe failed');
+      else if (granted?.some((g) => g.qos === 128)) log.error({ code: 'FG_TOPIC_FORBIDDEN' }, 'subscription refused');
+    });
     log.info({ session: this.sessionNo }, 'connected');
     this.emit('connected', this.sessionNo);
   }
