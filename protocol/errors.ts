@@ -165,6 +165,32 @@ export const ERRORS = {
     message: 'the manager is not connected to the broker',
     hint: 'Check the broker address and the manager credentials; the manager reconnects by itself.',
   },
+  // --- embedded broker (H3) ---
+  FG_AUTH_FAILED: {
+    category: 'auth',
+    message: 'MQTT connection refused: bad or missing credentials, or not authorised',
+    hint: 'Check the username and password (or client certificate) in the agent config against `fleetgate device add`.',
+  },
+  FG_CLIENT_ID_TAKEN: {
+    category: 'auth',
+    message: 'MQTT client id is held by another principal',
+    hint: 'Give every device its own client id (the agent uses fg-<device id>); two devices must not share one.',
+  },
+  FG_BROKER_FULL: {
+    category: 'offline',
+    message: 'broker refused the connection: connection limit reached',
+    hint: 'Raise the broker connection limit (maxConnections) or spread devices over more brokers.',
+  },
+  FG_BROKER_RATE_LIMITED: {
+    category: 'offline',
+    message: 'broker closed the connection: too many new connections per second',
+    hint: 'Clients reconnect with backoff and get in; raise connectRatePerSecond if the fleet must reconnect faster.',
+  },
+  FG_BROKER_LISTEN: {
+    category: 'input',
+    message: 'broker cannot listen on the configured address',
+    hint: 'Another process may hold the port; pick another port or host (port 0 picks a free one).',
+  },
   FG_INTERNAL: { category: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
