@@ -1,0 +1,5 @@
+import { cryptoBench } from './crypto.js';
+import type { Bench } from './lib.js';
+
+/** Every benchmark `npm run bench` runs, in order. */
+export const BENCHES: Bench[] = [cryptoBench];
