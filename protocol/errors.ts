@@ -97,6 +97,12 @@ export const ERRORS = {
   FG_PAYLOAD_DIGEST_MISMATCH: { category: 'integrity', message: 'payload SHA-256 does not match the signed digest' },
   FG_PAYLOAD_MALFORMED: { category: 'integrity', message: 'payload file list is not valid' },
   FG_INCOMPATIBLE: { category: 'incompatible', message: 'snapshot is not compatible with this device' },
+  // --- snapshot build (H1) ---
+  FG_SOURCE_UNSAFE: {
+    category: 'input',
+    message: 'snapshot source holds an entry that cannot be packed',
+    hint: 'Only regular files, directories and symlinks that stay inside the source directory are packed; remove or replace the named entry.',
+  },
   // --- desired state ---
   FG_DESIRED_INVALID: { category: 'rejected', message: 'desired-state document is not valid' },
   FG_DESIRED_REPLAYED: {
