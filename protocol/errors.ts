@@ -123,6 +123,33 @@ export const ERRORS = {
   FG_FETCH_REFUSED: { category: 'download', message: 'the chunk server refused a fetch' },
   FG_DOWNLOAD_TIMEOUT: { category: 'download', message: 'no chunk arrived in time' },
   FG_STORAGE_WRITE: { category: 'storage', message: 'could not write to the slot store' },
+  // --- agent runtime and trial (H5) ---
+  FG_EXTRACT_FAILED: { category: 'storage', message: 'could not extract the snapshot files' },
+  FG_EXTRACT_UNSAFE_PATH: {
+    category: 'integrity',
+    message: 'a payload file path escapes the snapshot directory',
+    hint: 'Payload paths are relative, "/"-separated and never contain "..". Rebuild the snapshot from a clean directory.',
+  },
+  FG_RUNTIME_START_FAILED: {
+    category: 'crash_loop',
+    message: 'the snapshot runtime could not be started',
+    hint: "Check the run command and args in the snapshot manifest: the command must exist on the device (\"node\" means the agent's own Node.js).",
+  },
+  FG_CRASH_LOOP: { category: 'crash_loop', message: 'the runtime restarted too often within the crash-loop window' },
+  FG_AGENT_CRASH_LOOP: {
+    category: 'crash_loop',
+    message: 'the agent itself restarted too often during the trial',
+    hint: 'The snapshot may kill or starve the agent (memory, CPU, file descriptors). Run it locally and watch the agent process.',
+  },
+  FG_GATE_FAILED_HEALTH: { category: 'health_gate', message: 'the health gate failed during the trial' },
+  FG_GATE_FAILED_TELEMETRY: { category: 'telemetry_gate', message: 'the telemetry gate failed during the trial' },
+  FG_GATE_FAILED_BEHAVIOR: { category: 'behavior_gate', message: 'the behavior gate failed during the trial' },
+  FG_ACCEPTANCE_FAILED: { category: 'behavior_gate', message: 'the acceptance suite failed' },
+  FG_TRIAL_INCONCLUSIVE: {
+    category: 'timeout',
+    message: 'a gate was still inconclusive at the end of the trial window',
+    hint: 'A signal the gate reads never arrived (e.g. the runtime sends no such KPI, or the snapshot has no acceptance suite). Inconclusive is never a pass: fix the gate or the runtime.',
+  },
   // --- gates ---
   FG_GATE_SYNTAX: { category: 'input', message: 'gate expression does not parse' },
   FG_GATE_TYPE: { category: 'input', message: 'gate expression compares values of different types' },
@@ -196,6 +223,48 @@ export const ERRORS = {
     category: 'input',
     message: 'broker cannot listen on the configured address',
     hint: 'Another process may hold the port; pick another port or host (port 0 picks a free one).',
+  },
+  // --- agent slot store and update machine (H4) ---
+  FG_SLOT_ACTIVE: { category: 'storage', message: 'the active slot holding a snapshot is never overwritten' },
+  FG_SLOT_TRIAL: { category: 'switch', message: 'not allowed in the current trial state of the slots' },
+  FG_SLOT_STATE: { category: 'storage', message: 'the slot is not in a state that allows this' },
+  FG_CHUNK_OFFSET: { category: 'download', message: 'chunk does not continue the stored payload prefix' },
+  FG_GENERATION_REGRESSED: {
+    category: 'rejected',
+    message: 'the last handled desired generation would go backwards',
+  },
+  FG_STORE_DURABILITY: {
+    category: 'storage',
+    message: 'the slot store could not be opened with WAL and synchronous=FULL',
+    hint: 'The data directory must be on a local filesystem that supports SQLite WAL (not a network share).',
+  },
+  FG_STORE_CORRUPT: {
+    category: 'storage',
+    message: 'the slot store failed its integrity check or holds an unreadable record',
+    hint: 'Suspect the storage medium. Move the data directory aside; the agent starts empty and the manager re-sends the desired snapshot.',
+  },
+  FG_STORE_CLOSED: { category: 'internal', message: 'the slot store is closed' },
+  FG_SWITCH_FAILED: { category: 'switch', message: 'the slot switch did not complete' },
+  FG_RUNTIME_START_FAILED: { category: 'crash_loop', message: 'the snapshot runtime could not be started' },
+  FG_RUNTIME_HUNG: { category: 'timeout', message: 'the snapshot runtime did not start or stop in time' },
+  FG_CRASH_LOOP: { category: 'crash_loop', message: 'the snapshot runtime kept crashing during its trial' },
+  FG_AGENT_START_LOOP: {
+    category: 'crash_loop',
+    message: 'the agent restarted too often during the trial',
+    hint: 'The snapshot seems to take the agent down with it (memory, disk, a shared resource). Run it locally and watch the agent.',
+  },
+  FG_UPDATE_LOOP: {
+    category: 'timeout',
+    message: 'the agent restarted too often while installing; the update was abandoned',
+    hint: 'The agent dies while downloading or verifying (memory or storage). Check the agent log and free resources.',
+  },
+  FG_HEALTH_GATE_FAILED: { category: 'health_gate', message: 'the local health gate failed during the trial' },
+  FG_TELEMETRY_GATE_FAILED: { category: 'telemetry_gate', message: 'the local telemetry gate failed during the trial' },
+  FG_BEHAVIOR_GATE_FAILED: { category: 'behavior_gate', message: 'the local behaviour gate failed during the trial' },
+  FG_TRIAL_OFFLINE: {
+    category: 'offline',
+    message: 'the device could not reach the broker within the trial window after the switch',
+    hint: 'The snapshot may break the network path of the gateway (routes, DNS, certificates). The device reverted.',
   },
   FG_INTERNAL: { category: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
