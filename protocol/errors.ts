@@ -130,20 +130,7 @@ export const ERRORS = {
     message: 'a payload file path escapes the snapshot directory',
     hint: 'Payload paths are relative, "/"-separated and never contain "..". Rebuild the snapshot from a clean directory.',
   },
-  FG_RUNTIME_START_FAILED: {
-    category: 'crash_loop',
-    message: 'the snapshot runtime could not be started',
-    hint: "Check the run command and args in the snapshot manifest: the command must exist on the device (\"node\" means the agent's own Node.js).",
-  },
-  FG_CRASH_LOOP: { category: 'crash_loop', message: 'the runtime restarted too often within the crash-loop window' },
-  FG_AGENT_CRASH_LOOP: {
-    category: 'crash_loop',
-    message: 'the agent itself restarted too often during the trial',
-    hint: 'The snapshot may kill or starve the agent (memory, CPU, file descriptors). Run it locally and watch the agent process.',
-  },
-  FG_GATE_FAILED_HEALTH: { category: 'health_gate', message: 'the health gate failed during the trial' },
-  FG_GATE_FAILED_TELEMETRY: { category: 'telemetry_gate', message: 'the telemetry gate failed during the trial' },
-  FG_GATE_FAILED_BEHAVIOR: { category: 'behavior_gate', message: 'the behavior gate failed during the trial' },
+  // (runtime start, crash loop, agent start loop and gate failures: H4's codes below)
   FG_ACCEPTANCE_FAILED: { category: 'behavior_gate', message: 'the acceptance suite failed' },
   FG_TRIAL_INCONCLUSIVE: {
     category: 'timeout',
