@@ -6,6 +6,7 @@ export * from './desired.js';
 export * from './digest.js';
 export * from './ed25519.js';
 export * from './errors.js';
+export * from './gates/index.js';
 export * from './keys.js';
 export * from './manifest.js';
 export * from './messages.js';
