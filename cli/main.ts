@@ -10,6 +10,9 @@ const program = new Command('fleetgate')
   .description('Safe, staged snapshot rollouts and routine rollback for fleets of industrial gateways')
   .version('0.1.0')
   .showHelpAfterError()
+  // Program options only before a subcommand: `snapshot build --version 1.2` is the snapshot's version,
+  // not a request for fleetgate's own.
+  .enablePositionalOptions()
   .exitOverride();
 
 for (const register of COMMANDS) register(program);
