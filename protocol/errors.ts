@@ -155,6 +155,16 @@ export const ERRORS = {
     hint: 'Start it with `fleetgate manager`, or point the CLI at it with --url or FLEETGATE_URL (the manager writes its address to <data_dir>/manager.json).',
   },
   FG_MANAGER_RESPONSE: { category: 'internal', message: 'unexpected response from the manager' },
+  FG_HTTP_LISTEN: {
+    category: 'input',
+    message: 'the manager HTTP API cannot listen on the configured address',
+    hint: 'Another process may hold the port; pick another http.port or http.host (port 0 picks a free one).',
+  },
+  FG_MANAGER_RUNNING: {
+    category: 'conflict',
+    message: 'another manager is running on this data dir',
+    hint: 'Stop it first (SIGTERM), or use another data_dir. If it is gone, remove the stale <data_dir>/manager.json.',
+  },
   // --- manager domain core (H6) ---
   FG_DEVICE_EXISTS: { category: 'conflict', message: 'a device with this id is already registered' },
   FG_DEVICE_NOT_FOUND: {
