@@ -1,0 +1,104 @@
+/**
+ * Topic access rules of the embedded broker, from the DESIGN.md "Topics" table (MQTT 3.1.1):
+ *
+ * | topic                      | dir  | device may            | manager may         |
+ * | -------------------------- | ---- | --------------------- | ------------------- |
+ * | {p}/devices/{own}/state    | dev→ | publish (retained; will) | anything under {p}/ |
+ * | {p}/devices/{own}/reported | dev→ | publish (retained)    |                     |
+ * | {p}/devices/{own}/health   | dev→ | publish (retained)    |                     |
+ * | {p}/devices/{own}/telemetry| dev→ | publish (retained)    |                     |
+ * | {p}/devices/{own}/events   | dev→ | publish, not retained |                     |
+ * | {p}/devices/{own}/fetch    | dev→ | publish, not retained |                     |
+ * | {p}/devices/{own}/desired  | →dev | subscribe (exact)     | publish (retained)  |
+ * | {p}/devices/{own}/chunk    | →dev | subscribe (exact)     | publish             |
+ * | {p}/manager/state          | mgr→ | nothing               | publish             |
+ * | other devices, $SYS/#, ... |      | nothing               | nothing outside {p}/|
+ *
+ * "A device may publish and subscribe only under its own devices/{id}/; the broker enforces
+ * this" (DESIGN.md). Devices subscribe to exact topics only: a wildcard filter, even one inside
+ * their own namespace, is refused so a device never sees more than the two downlink channels.
+ * Pure functions: no aedes, no I/O.
+ */
+import { err, ok, type Result } from '../protocol/result.js';
+import {
+  DEVICE_CHANNELS,
+  type DeviceChannel,
+  DOWNLINK_CHANNELS,
+  deviceTopic,
+  parseTopic,
+  UPLINK_CHANNELS,
+} from '../protocol/topics.js';
+import type { Principal } from './types.js';
+
+const UPLINK: ReadonlySet<DeviceChannel> = new Set(UPLINK_CHANNELS);
+const DOWNLINK: ReadonlySet<DeviceChannel> = new Set(DOWNLINK_CHANNELS);
+
+function hasWildcardChar(topic: string): boolean {
+  return topic.includes('+') || topic.includes('#');
+}
+
+/** The manager's realm: every topic or filter that starts with the prefix as whole levels. */
+function underPrefix(prefix: string, topic: string): boolean {
+  return topic.startsWith(`${prefix}/`);
+}
+
+/** May `principal` publish to `topic` (retained or not)? */
+export function checkPublish(prefix: string, principal: Principal, topic: string, retain: boolean): Result<true> {
+  if (principal.kind === 'manager') {
+    return underPrefix(prefix, topic) ? ok(true) : err('FG_TOPIC_FORBIDDEN', `${topic} is outside ${prefix}/`);
+  }
+  const parsed = parseTopic(prefix, topic);
+  if (!parsed.ok || parsed.value.kind !== 'device' || parsed.value.deviceId !== principal.id)
+    return err('FG_TOPIC_FORBIDDEN', `device ${principal.id} may not publish to ${topic}`);
+  const channel = parsed.value.channel;
+  // Downlink channels (desired, chunk) are the manager's: a device must not forge its own desired state.
+  if (!UPLINK.has(channel))
+    return err('FG_TOPIC_FORBIDDEN', `${channel} is a downlink channel; only the manager publishes it`);
+  // A retained message on a non-retained channel (events, fetch) would be replayed to every new
+  // subscriber, e.g. counted twice by the outcome ledger after a manager restart.
+  if (retain && !DEVICE_CHANNELS[channel].retained)
+    return err('FG_TOPIC_FORBIDDEN', `${channel} is not a retained channel (DESIGN.md topic table)`);
+  return ok(true);
+}
+
+/** May `principal` subscribe to `filter`? */
+export function checkSubscribe(prefix: string, principal: Principal, filter: string): Result<true> {
+  if (principal.kind === 'manager') {
+    // The prefix has no wildcard levels (isValidPrefix), so a filter that starts with it literally
+    // matches only topics under it.
+    return underPrefix(prefix, filter) ? ok(true) : err('FG_TOPIC_FORBIDDEN', `${filter} is outside ${prefix}/`);
+  }
+  if (hasWildcardChar(filter))
+    return err('FG_TOPIC_FORBIDDEN', `device ${principal.id} may subscribe to exact topics only, not ${filter}`);
+  const parsed = parseTopic(prefix, filter);
+  if (
+    !parsed.ok ||
+    parsed.value.kind !== 'device' ||
+    parsed.value.deviceId !== principal.id ||
+    !DOWNLINK.has(parsed.value.channel)
+  )
+    return err('FG_TOPIC_FORBIDDEN', `device ${principal.id} may not subscribe to ${filter}`);
+  return ok(true);
+}
+
+/**
+ * May `principal` leave this will message? A device's will is its own `state` topic only (the
+ * table: "will = lost"); the manager's is anything it may publish (it uses `{p}/manager/state`).
+ */
+export function checkWill(prefix: string, principal: Principal, topic: string, retain: boolean): Result<true> {
+  if (principal.kind === 'manager') return checkPublish(prefix, principal, topic, retain);
+  if (topic !== deviceTopic(prefix, principal.id, 'state'))
+    return err(
+      'FG_TOPIC_FORBIDDEN',
+      `device ${principal.id} may only leave a will on its own state topic, not ${topic}`,
+    );
+  return ok(true);
+}
+
+/**
+ * Topics a device may receive: its own downlink channels. Used to filter what aedes forwards
+ * (authorizeForward), so a session restored under a reused client id never delivers anything else.
+ */
+export function downlinkTopics(prefix: string, deviceId: string): ReadonlySet<string> {
+  return new Set(DOWNLINK_CHANNELS.map((c) => deviceTopic(prefix, deviceId, c)));
+}
