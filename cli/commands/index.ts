@@ -1,6 +1,19 @@
 import type { Command } from 'commander';
+import { register as assign } from './assign.js';
+import { register as device } from './device.js';
+import { register as drift } from './drift.js';
 import { register as keys } from './keys.js';
+import { register as manager } from './manager.js';
 import { register as snapshot } from './snapshot.js';
+import { register as snapshotRepo } from './snapshot-repo.js';
 
 /** One entry per command group; each file adds its subcommands to the program. */
-export const COMMANDS: Array<(program: Command) => void> = [keys, snapshot];
+export const COMMANDS: Array<(program: Command) => void> = [
+  keys,
+  snapshot,
+  manager,
+  device,
+  assign,
+  drift,
+  snapshotRepo,
+];

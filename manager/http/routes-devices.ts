@@ -1,0 +1,78 @@
+/** Device registry endpoints: list (with filters), show, enrol, remove. */
+import type { FastifyInstance } from 'fastify';
+import type { DesiredRecord, DeviceDetail, DeviceFilter, FleetServiceApi } from '../fleet-service.js';
+import { DeviceListQuery, DeviceParams, EnrollBody, jsonSchema } from './schemas.js';
+
+/** `k=v` pairs (validated by the route schema) as a label map; a later pair for a key wins. */
+export function parseLabelPairs(pairs: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!pairs || pairs.length === 0) return undefined;
+  const labels: Record<string, string> = {};
+  for (const p of pairs) {
+    const i = p.indexOf('=');
+    labels[p.slice(0, i)] = p.slice(i + 1);
+  }
+  return labels;
+}
+
+/**
+ * The signed document bytes stay out of API replies: they are up to 64 KiB per device and only
+ * the broker needs them. The size tells an operator that a document exists.
+ */
+export function desiredView(d: DesiredRecord): Omit<DesiredRecord, 'bytes'> & { size: number } {
+  const { bytes, ...rest } = d;
+  return { ...rest, size: bytes.byteLength };
+}
+
+function deviceView(d: DeviceDetail): Record<string, unknown> {
+  return { ...d, desired: d.desired ? desiredView(d.desired) : null };
+}
+
+export function registerDeviceRoutes(app: FastifyInstance, svc: FleetServiceApi): void {
+  app.get('/api/v1/devices', { schema: { querystring: jsonSchema(DeviceListQuery) } }, async (req) => {
+    const q = req.query as DeviceListQuery;
+    const labels = parseLabelPairs(q.label);
+    const filter: DeviceFilter = {
+      ...(q.site !== undefined ? { site: q.site } : {}),
+      ...(labels ? { labels } : {}),
+      ...(q.state !== undefined ? { state: q.state } : {}),
+      ...(q.drifting !== undefined ? { drifting: q.drifting } : {}),
+      ...(q.include_removed !== undefined ? { includeRemoved: q.include_removed } : {}),
+    };
+    svc.flush();
+    return { devices: svc.listDevices(filter) };
+  });
+
+  app.get('/api/v1/devices/:id', { schema: { params: jsonSchema(DeviceParams) } }, async (req) => {
+    const { id } = req.params as { id: string };
+    svc.flush();
+    return { device: deviceView(svc.getDevice(id)) };
+  });
+
+  app.post('/api/v1/devices', { schema: { body: jsonSchema(EnrollBody) } }, async (req, reply) => {
+    const b = req.body as EnrollBody;
+    const result = await svc.addDevice(
+      {
+        id: b.id,
+        site: b.site,
+        hardware: b.hardware ?? 'generic',
+        ...(b.labels ? { labels: b.labels } : {}),
+        ...(b.adapters ? { adapters: b.adapters } : {}),
+      },
+      {
+        ...(b.broker_url !== undefined ? { brokerUrl: b.broker_url } : {}),
+        ...(b.data_dir !== undefined ? { dataDir: b.data_dir } : {}),
+      },
+    );
+    req.log.info({ device: b.id, site: b.site }, 'device enrolled');
+    // The secret is in this reply and nowhere else: no caching anywhere on the way.
+    void reply.status(201).header('cache-control', 'no-store');
+    return result;
+  });
+
+  app.delete('/api/v1/devices/:id', { schema: { params: jsonSchema(DeviceParams) } }, async (req) => {
+    const { id } = req.params as { id: string };
+    await svc.removeDevice(id);
+    req.log.info({ device: id }, 'device removed');
+    return { removed: id };
+  });
+}
