@@ -32,9 +32,13 @@ export function isValidDeviceId(id: string): boolean {
   return DEVICE_ID_PATTERN.test(id);
 }
 
-/** A prefix is one or more non-empty levels without MQTT wildcards (MQTT 3.1.1 section 4.7.1). */
+/**
+ * A prefix is one or more non-empty levels without MQTT wildcards (MQTT 3.1.1 section 4.7.1), and
+ * does not start with `$`: such topics are the server's (`$SYS`), are not matched by `#` or `+`
+ * subscriptions (section 4.7.2), and `$share/` is a shared subscription in MQTT 5.
+ */
 export function isValidPrefix(prefix: string): boolean {
-  if (prefix.length === 0 || prefix.length > 128) return false;
+  if (prefix.length === 0 || prefix.length > 128 || prefix.startsWith('$')) return false;
   return prefix.split('/').every((level) => level.length > 0 && !/[+#\u0000]/.test(level));
 }
 
