@@ -1,0 +1,74 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SqliteSlotStore } from '../../agent/sqlite-slot-store.js';
+import { FleetgateError } from '../../protocol/result.js';
+import { type ContractSubject, type FaultTable, slotStoreContract } from './slot-store-contract.js';
+
+/** Temp triggers make every write to a table fail, as a full disk would, from inside the transaction. */
+function injectFault(store: SqliteSlotStore, table: FaultTable): void {
+  for (const op of ['INSERT', 'UPDATE', 'DELETE']) {
+    store.db.exec(
+      `CREATE TEMP TRIGGER IF NOT EXISTS fault_${table}_${op} BEFORE ${op} ON main.${table}
+       BEGIN SELECT RAISE(ABORT, 'injected fault'); END`,
+    );
+  }
+}
+
+function healFaults(store: SqliteSlotStore): void {
+  const triggers = store.db
+    .prepare<[], { name: string }>("SELECT name FROM temp.sqlite_master WHERE type = 'trigger' AND name LIKE 'fault_%'")
+    .all();
+  for (const t of triggers) store.db.exec(`DROP TRIGGER temp.${t.name}`);
+}
+
+slotStoreContract('sqlite', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fg-slot-store-'));
+  const path = join(dir, 'slots.db');
+  let store = new SqliteSlotStore(path);
+  const subject: ContractSubject = {
+    store,
+    reopen() {
+      store.close();
+      store = new SqliteSlotStore(path);
+      subject.store = store;
+      return store;
+    },
+    failWrites: (table) => injectFault(store, table),
+    healWrites: () => healFaults(store),
+    integrityCheck: () => store.integrityCheck(),
+    cleanup() {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return subject;
+});
+
+describe('SqliteSlotStore durability', () => {
+  it('runs WAL with synchronous=FULL, also after reopening', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fg-slot-store-'));
+    try {
+      const path = join(dir, 'slots.db');
+      for (let i = 0; i < 2; i++) {
+        const s = new SqliteSlotStore(path);
+        expect(s.durability()).toEqual({ journalMode: 'wal', synchronous: 2 });
+        s.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to open where WAL is not possible (an in-memory database)', () => {
+    let caught: unknown;
+    try {
+      new SqliteSlotStore(':memory:');
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(FleetgateError);
+    expect((caught as FleetgateError).code).toBe('FG_STORE_DURABILITY');
+  });
+});
