@@ -263,6 +263,36 @@ export const ERRORS = {
     message: 'the device could not reach the broker within the trial window after the switch',
     hint: 'The snapshot may break the network path of the gateway (routes, DNS, certificates). The device reverted.',
   },
+  // --- rollout engine (H8) ---
+  FG_ROLLOUT_NOT_FOUND: {
+    category: 'not_found',
+    message: 'no such rollout',
+    hint: 'List rollouts with `fleetgate rollout list`.',
+  },
+  FG_ROLLOUT_STATE: {
+    category: 'conflict',
+    message: 'the rollout is not in a state that allows this',
+    hint: 'Read the rollout state with `fleetgate rollout status ID`; pause and resume only a running rollout, start only a new one.',
+  },
+  FG_ROLLOUT_EMPTY: {
+    category: 'input',
+    message: 'the rollout plan selects no device',
+    hint: "Check the plan's select and stage filters against `fleetgate device list` and the snapshot's compatibility.",
+  },
+  FG_SNAPSHOT_FLAGGED: {
+    category: 'conflict',
+    message: 'the snapshot is flagged (it caused a rollback)',
+    hint: 'Read why with `fleetgate snapshot history ID`; pass --force to roll it out again.',
+  },
+  FG_HOLD_HEALTH_GATE: { category: 'health_gate', message: 'the health gate failed during the hold' },
+  FG_HOLD_TELEMETRY_GATE: { category: 'telemetry_gate', message: 'the telemetry gate failed during the hold' },
+  FG_HOLD_BEHAVIOR_GATE: { category: 'behavior_gate', message: 'the behaviour gate failed during the hold' },
+  FG_DEVICE_DEADLINE: {
+    category: 'timeout',
+    message: 'no progress or no conclusive gate data from the device within its deadline',
+  },
+  FG_DEVICE_OFFLINE: { category: 'offline', message: "the device stayed offline past the plan's offline_after" },
+  FG_DEVICE_REVERTED: { category: 'switch', message: 'the device reverted without reporting a failure' },
   FG_INTERNAL: { category: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
