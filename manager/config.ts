@@ -165,7 +165,8 @@ export function resolveConfig(
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const at = issuePath(issue);
-    return err('FG_CONFIG_INVALID', `${at}: ${issue.message}`, at);
+    const where = opts.source ? `${opts.source}: ` : '';
+    return err('FG_CONFIG_INVALID', `${where}${at}: ${issue.message}`, at);
   }
   const c = parsed.data;
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(opts.baseDir, p));
@@ -186,7 +187,8 @@ export function resolveConfig(
     };
   } else {
     if (b.tcp === null && !b.tls && !b.ws) {
-      return err('FG_CONFIG_INVALID', 'broker: the embedded broker needs at least one listener', 'broker');
+      const where = opts.source ? `${opts.source}: ` : '';
+      return err('FG_CONFIG_INVALID', `${where}broker: the embedded broker needs at least one listener`, 'broker');
     }
     const tls = b.tls;
     broker = {
@@ -250,7 +252,7 @@ export function loadConfig(path: string | undefined, overrides?: ConfigOverrides
     return err('FG_CONFIG_INVALID', `${file}: not valid YAML: ${(e as Error).message.split('\n')[0]}`, at);
   }
   if (raw !== null && raw !== undefined && (typeof raw !== 'object' || Array.isArray(raw))) {
-    return err('FG_CONFIG_INVALID', `${file}: the top level must be a mapping`, '(root)');
+    return err('FG_CONFIG_INVALID', `${file}: (root): the top level must be a mapping`, '(root)');
   }
   return resolveConfig(raw, { baseDir: dirname(file), source: file, overrides });
 }
