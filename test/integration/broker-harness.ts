@@ -149,3 +149,14 @@ export function closed(client: MqttClient): Promise<void> {
     client.once('close', () => resolve());
   });
 }
+
+/** SUBACK return codes per filter, in order (mqtt.js rejects a SUBACK holding any 0x80; the codes ride on the error). */
+export async function subackCodes(client: MqttClient, filters: Record<string, { qos: 0 | 1 | 2 }>): Promise<number[]> {
+  try {
+    return (await client.subscribeAsync(filters)).map((g) => g.qos);
+  } catch (e) {
+    const granted = (e as { packet?: { granted?: number[] } }).packet?.granted;
+    if (granted) return granted;
+    throw e;
+  }
+}
