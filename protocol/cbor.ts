@@ -52,6 +52,8 @@ export function decodeCbor(bytes: Uint8Array, opts: DecodeOptions): Result<unkno
 
 /** Parses JSON with a size bound; never throws. */
 export function decodeJson(bytes: Uint8Array | string, maxBytes: number): Result<unknown> {
+  if (typeof bytes !== 'string' && !(bytes instanceof Uint8Array))
+    return err('FG_JSON_MALFORMED', 'input is not text or bytes');
   const len = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.byteLength;
   if (len > maxBytes) return err('FG_TOO_LARGE', `${len} bytes > ${maxBytes}`);
   try {

@@ -177,10 +177,32 @@ export const DesiredDocument = z.strictObject({
 });
 export type DesiredDocument = z.infer<typeof DesiredDocument>;
 
+/**
+ * The issue to report, with its full field path. A union's own issue has no path ("Invalid
+ * input"), so look into the branch that came closest (fewest issues); an unknown key of a strict
+ * object is named in the path.
+ */
+function reportedIssue(
+  issues: readonly z.core.$ZodIssue[],
+  base: readonly PropertyKey[],
+): { path: PropertyKey[]; message: string } | undefined {
+  const issue = issues[0];
+  if (!issue) return undefined;
+  const path = [...base, ...issue.path];
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    const closest = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+    return reportedIssue(closest, path) ?? { path, message: issue.message };
+  }
+  if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) {
+    return { path: [...path, issue.keys[0]], message: issue.message };
+  }
+  return { path, message: issue.message };
+}
+
 function validate<T>(schema: z.ZodType<T>, value: unknown): Result<T> {
   const r = schema.safeParse(value);
   if (r.success) return ok(r.data);
-  const issue = r.error.issues[0];
+  const issue = reportedIssue(r.error.issues, []);
   const at = issue ? issue.path.map(String).join('.') : '';
   return err('FG_SCHEMA', issue ? `${at || '(root)'}: ${issue.message}` : 'invalid', at || undefined);
 }
