@@ -12,40 +12,47 @@
  *
  * Methods throw FleetgateError with registered codes (FG_DEVICE_NOT_FOUND, ...).
  */
+import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../broker/index.js';
-import type { PublicKey, SigningKey } from '../protocol/keys.js';
+import type { ErrorCode } from '../protocol/errors.js';
+import { type PublicKey, publicOf, type SigningKey, trustStore } from '../protocol/keys.js';
+import { checkCompatibility, openManifest } from '../protocol/manifest.js';
 import type { TrialSpec } from '../protocol/messages.js';
-import type {
-  AddDeviceInput,
-  AddDeviceResult,
-  AssignOptions,
-  AssignResult,
-  Clock,
-  DesiredRecord,
-  DeviceDetail,
-  DeviceFilter,
-  DeviceSummary,
-  DriftRecord,
-  EventFilter,
-  EventRecord,
-  FleetStats,
-  PushResult,
-  SnapshotRecord,
+import { FleetgateError } from '../protocol/result.js';
+import { DEFAULT_PREFIX, isValidPrefix, parseTopic } from '../protocol/topics.js';
+import { ChunkServer } from './chunk-server.js';
+import { DeviceAuthenticator } from './credentials.js';
+import { DEFAULT_TRIAL, DesiredPublisher } from './desired.js';
+import { DriftTracker } from './drift.js';
+import {
+  type AddDeviceInput,
+  type AddDeviceResult,
+  type AssignOptions,
+  type AssignResult,
+  type Clock,
+  type DesiredRecord,
+  type DeviceDetail,
+  type DeviceFilter,
+  type DeviceSummary,
+  type DriftRecord,
+  type EventFilter,
+  type EventRecord,
+  type FleetStats,
+  type PushResult,
+  type SnapshotRecord,
+  systemClock,
 } from './fleet-types.js';
+import { Ingest, type IngestChanges } from './ingest.js';
+import { type MqttConnectOptions, MqttLink } from './mqtt-link.js';
+import { Registry } from './registry.js';
+import { PayloadReader, SnapshotRepository } from './snapshots.js';
+import { Store } from './store/index.js';
 
 export * from './fleet-types.js';
 
-/** How the manager's own mqtt.js client connects (to the embedded or an external broker). */
-export interface MqttConnectOptions {
-  readonly url: string;
-  readonly username: string;
-  readonly password: string;
-  /** PEM text of the CA for mqtts://. */
-  readonly ca?: string;
-  readonly clientId?: string;
-}
+export type { MqttConnectOptions } from './mqtt-link.js';
 
 export interface FleetServiceOptions {
   /** Path of the SQLite file (created and migrated if needed). */
@@ -74,14 +81,20 @@ export interface FleetServiceOptions {
   readonly defaultTrial?: TrialSpec;
   /** A device that has not converged to its desired target this long after assignment is drift. Default 1 h. */
   readonly convergeDeadlineMs?: number;
-  /** Per-device fetch token bucket. Default 50 requests/s, burst 100. */
+  /** Per-device fetch token bucket. Default 200 requests/s, burst 64 (chunk-server.ts). */
   readonly fetchRate?: { readonly perSecond: number; readonly burst: number };
+  /** Period of the drift sweep. Default 30 s. */
+  readonly driftSweepMs?: number;
+  /** Period of the re-sign check. Default min(margin / 4, 60 s). */
+  readonly resignCheckMs?: number;
   /** Ingestion batching. Default every 250 ms or 2,000 messages. */
   readonly flush?: { readonly intervalMs?: number; readonly maxMessages?: number };
   /** Largest bundle pushSnapshot accepts. Default LIMITS.bundle. */
   readonly maxBundleBytes?: number;
-  /** scrypt cost for device secrets (tests lower it). Default N=2^14, r=8, p=1. */
+  /** scrypt cost for new device secrets. Default N=2^10, r=8, p=1 (credentials.ts explains why). */
   readonly scrypt?: { readonly N: number; readonly r: number; readonly p: number };
+  /** How long a verified device secret stays cached in the authenticator. Default 10 min. */
+  readonly authCacheTtlMs?: number;
 }
 
 /** Live notifications for the rollout engine and the dashboard (after the store has the data). */
@@ -136,4 +149,374 @@ export interface FleetServiceApi {
   flush(): void;
   /** Returns an unsubscribe function. Listeners must not throw (errors are logged and ignored). */
   subscribe(listener: (u: FleetUpdate) => void): () => void;
+}
+
+/** Fetch refusals logged as events at most once per device and code in this period. */
+const REFUSAL_EVENT_EVERY_MS = 60_000;
+
+export class FleetService implements FleetServiceApi {
+  readonly authenticator: DeviceAuthenticator;
+  private readonly clock: Clock;
+  private readonly prefix: string;
+  private readonly logger: Logger;
+  private readonly store: Store;
+  private readonly link: MqttLink;
+  private readonly registry: Registry;
+  private readonly snapshots: SnapshotRepository;
+  private readonly reader: PayloadReader;
+  private readonly publisher: DesiredPublisher;
+  private readonly ingest: Ingest;
+  private readonly driftTracker: DriftTracker;
+  private readonly chunks: ChunkServer;
+  private readonly releaseTrust;
+  private readonly listeners = new Set<(u: FleetUpdate) => void>();
+  private readonly refusalLogged = new Map<string, number>();
+  private connectTarget: MqttClient | MqttConnectOptions | undefined;
+  private state: 'new' | 'started' | 'stopped' = 'new';
+
+  constructor(private readonly opts: FleetServiceOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.prefix = opts.prefix ?? DEFAULT_PREFIX;
+    if (!isValidPrefix(this.prefix))
+      throw FleetgateError.of('FG_CONFIG_INVALID', `topic prefix ${this.prefix}`, 'prefix');
+    if (opts.releaseKeys.length === 0) throw FleetgateError.of('FG_CONFIG_INVALID', 'no release key', 'releaseKeys');
+    this.logger = opts.logger;
+    this.connectTarget = opts.mqtt;
+    this.releaseTrust = trustStore(opts.releaseKeys);
+    const clock = this.clock;
+    const store = Store.open(opts.store);
+    this.store = store;
+    this.link = new MqttLink(this.prefix, this.logger.child({ part: 'mqtt' }), clock);
+    this.ingest = new Ingest({
+      store,
+      clock,
+      logger: this.logger.child({ part: 'ingest' }),
+      epoch: clock.now(),
+      isLive: (id) => this.registry.isLive(id),
+      ...(opts.flush?.intervalMs !== undefined ? { intervalMs: opts.flush.intervalMs } : {}),
+      ...(opts.flush?.maxMessages !== undefined ? { maxMessages: opts.flush.maxMessages } : {}),
+      onFlushed: (c) => this.afterFlush(c),
+    });
+    this.ingest.load();
+    const defaultTrial = opts.defaultTrial ?? DEFAULT_TRIAL;
+    this.registry = new Registry({
+      store,
+      clock,
+      logger: this.logger.child({ part: 'registry' }),
+      prefix: this.prefix,
+      releaseKeys: opts.releaseKeys,
+      managerKey: publicOf(opts.managerKey),
+      agentBroker: () => this.agentBroker(),
+      defaultTrialWindowS: defaultTrial.window_s,
+      ...(opts.scrypt ? { scrypt: { ...opts.scrypt, keylen: 32 } } : {}),
+      latestOf: (id) => this.ingest.get(id),
+      onCredentialChange: (id) => this.authenticator.invalidate(id),
+    });
+    this.authenticator = new DeviceAuthenticator({
+      lookup: (id) => (this.registry.isLive(id) ? store.devices.getCredential(id) : null),
+      manager: opts.managerCredentials,
+      clock,
+      logger: this.logger.child({ part: 'auth' }),
+      ...(opts.authCacheTtlMs !== undefined ? { cacheTtlMs: opts.authCacheTtlMs } : {}),
+    });
+    this.snapshots = new SnapshotRepository({
+      store,
+      dataDir: opts.dataDir,
+      releaseKeys: opts.releaseKeys,
+      clock,
+      logger: this.logger.child({ part: 'snapshots' }),
+      ...(opts.maxBundleBytes !== undefined ? { maxBundleBytes: opts.maxBundleBytes } : {}),
+    });
+    this.reader = new PayloadReader((id) => join(opts.dataDir, 'snapshots', `${id}.payload`));
+    this.publisher = new DesiredPublisher({
+      store,
+      link: this.link,
+      managerKey: opts.managerKey,
+      prefix: this.prefix,
+      clock,
+      logger: this.logger.child({ part: 'desired' }),
+      defaultTrial,
+      ...(opts.desiredTtlMs !== undefined ? { ttlMs: opts.desiredTtlMs } : {}),
+      ...(opts.resignMarginMs !== undefined ? { resignMarginMs: opts.resignMarginMs } : {}),
+    });
+    this.driftTracker = new DriftTracker({
+      store,
+      clock,
+      logger: this.logger.child({ part: 'drift' }),
+      ...(opts.convergeDeadlineMs !== undefined ? { deadlineMs: opts.convergeDeadlineMs } : {}),
+      reportedOf: (id) => this.ingest.get(id)?.reported ?? null,
+      onChange: (device, open) => this.emit({ type: 'drift', device, open }),
+    });
+    this.chunks = new ChunkServer({
+      store,
+      reader: this.reader,
+      link: this.link,
+      prefix: this.prefix,
+      clock,
+      logger: this.logger.child({ part: 'chunks' }),
+      ...(opts.fetchRate ? { rate: opts.fetchRate } : {}),
+      onRefused: (device, snapshot, code, detail) => this.logRefusal(device, snapshot, code, detail),
+    });
+    const p = this.prefix;
+    for (const [channel, qos] of [
+      ['state', 1],
+      ['reported', 1],
+      ['events', 1],
+      ['health', 0],
+      ['telemetry', 0],
+      ['fetch', 0],
+    ] as const) {
+      this.link.addSubscription({ topic: `${p}/devices/+/${channel}`, qos });
+    }
+    this.link.onMessage((topic, payload) => this.route(topic, payload));
+    this.link.onConnect(() => {
+      this.publisher
+        .republishAll()
+        .then((n) => this.logger.info({ published: n }, 'desired documents republished'))
+        .catch((e: unknown) => this.logger.error({ err: e }, 'republishing desired documents failed'));
+    });
+  }
+
+  async start(opts: { mqtt?: MqttClient | MqttConnectOptions } = {}): Promise<void> {
+    if (this.state !== 'new') throw FleetgateError.of('FG_INTERNAL', `service already ${this.state}`);
+    const target = opts.mqtt ?? this.connectTarget;
+    if (!target) throw FleetgateError.of('FG_CONFIG_INVALID', 'no MQTT client or broker address to connect to', 'mqtt');
+    this.connectTarget = target;
+    this.state = 'started';
+    this.ingest.start();
+    this.driftTracker.evaluate();
+    this.driftTracker.startTimer(this.opts.driftSweepMs);
+    this.publisher.startTimer(this.opts.resignCheckMs);
+    try {
+      await this.link.connect(target);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.driftTracker.stopTimer();
+    this.publisher.stopTimer();
+    this.ingest.stop();
+    this.chunks.close();
+    try {
+      this.ingest.flush();
+    } catch (e) {
+      this.logger.error({ err: e }, 'final ingest flush failed');
+    }
+    await this.link.close();
+    this.reader.close();
+    this.store.close();
+  }
+
+  // --- devices ---
+
+  addDevice(input: AddDeviceInput, opts: { brokerUrl?: string; dataDir?: string } = {}): Promise<AddDeviceResult> {
+    return this.registry.add(input, opts);
+  }
+
+  rotateSecret(id: string, opts: { brokerUrl?: string; dataDir?: string } = {}): Promise<AddDeviceResult> {
+    return this.registry.rotateSecret(id, opts);
+  }
+
+  listDevices(filter: DeviceFilter = {}): DeviceSummary[] {
+    return this.registry.list(filter);
+  }
+
+  getDevice(id: string): DeviceDetail {
+    return this.registry.detail(id);
+  }
+
+  async removeDevice(id: string): Promise<void> {
+    this.registry.remove(id);
+    try {
+      await this.publisher.clear(id);
+    } catch (e) {
+      // The row is gone; a stale retained document only names a device that can no longer connect.
+      this.logger.warn({ err: e, device: id }, 'could not clear the retained desired document');
+    }
+    this.driftTracker.evaluate([id]);
+  }
+
+  // --- snapshots ---
+
+  pushSnapshot(bundle: Uint8Array): Promise<PushResult> {
+    return this.snapshots.push(bundle);
+  }
+
+  listSnapshots(): SnapshotRecord[] {
+    return this.snapshots.list();
+  }
+
+  getSnapshot(id: string): SnapshotRecord {
+    const { manifestCose: _c, payloadFile: _f, ...rest } = this.snapshots.resolve(id);
+    return rest;
+  }
+
+  setSnapshotFlags(id: string, flags: { knownGood?: boolean; flagged?: string | null }): SnapshotRecord {
+    return this.snapshots.setFlags(id, flags);
+  }
+
+  // --- desired state ---
+
+  async assign(
+    deviceIds: readonly string[],
+    snapshotId: string,
+    opts: AssignOptions & { force?: boolean } = {},
+  ): Promise<AssignResult> {
+    const ids = [...new Set(deviceIds)];
+    const devices = ids.map((id) => this.registry.requireLive(id));
+    const snap = this.snapshots.resolve(snapshotId);
+    const baseline =
+      opts.baseline === undefined || opts.baseline === null ? opts.baseline : this.snapshots.resolve(opts.baseline).id;
+    // Re-open the stored manifest: it re-checks the bytes we are about to embed and gives the typed compat.
+    const opened = openManifest(snap.manifestCose, this.releaseTrust);
+    if (!opened.ok) throw new FleetgateError(opened.error);
+    if (!opts.force) {
+      for (const d of devices) {
+        const c = checkCompatibility(opened.value.manifest, d);
+        if (!c.ok) throw FleetgateError.of('FG_INCOMPATIBLE', `${d.id}: ${c.error.message}`, c.error.at);
+      }
+    }
+    const { force: _f, ...assignOpts } = opts;
+    const recs = this.publisher.assign(devices, snap, {
+      ...assignOpts,
+      ...(baseline !== undefined ? { baseline } : {}),
+    });
+    this.logger.info(
+      { snapshot: snap.id, devices: recs.length, rollout: opts.rollout ?? null, stage: opts.stage ?? null },
+      'desired state assigned',
+    );
+    // While disconnected mqtt.js would hold the promise until reconnect; the connect hook republishes anyway.
+    const publishing = this.publisher.publishMany(recs);
+    if (this.link.connected) await publishing;
+    this.driftTracker.evaluate(ids);
+    return { assigned: recs };
+  }
+
+  getDesired(deviceId: string): DesiredRecord | null {
+    return this.store.desired.get(deviceId);
+  }
+
+  // --- drift, events, stats ---
+
+  drift(filter: { device?: string } = {}): DriftRecord[] {
+    return this.store.drift.list(filter.device);
+  }
+
+  events(filter: EventFilter = {}): EventRecord[] {
+    this.ingest.flush();
+    return this.store.events.query(filter);
+  }
+
+  stats(): FleetStats {
+    let online = 0;
+    let lost = 0;
+    for (const l of this.ingest.values()) {
+      if (!this.registry.isLive(l.device)) continue;
+      if (l.status === 'online') online++;
+      else if (l.status === 'lost') lost++;
+    }
+    const total = this.registry.liveCount;
+    const ic = this.ingest.counters;
+    const cc = this.chunks.counters;
+    return {
+      devices: { total, online, lost, unknown: Math.max(0, total - online - lost) },
+      snapshots: this.store.snapshots.list().length,
+      drifting: new Set(this.store.drift.list().map((d) => d.device)).size,
+      ingest: {
+        received: ic.received,
+        rejected: { ...ic.rejected },
+        flushes: ic.flushes,
+        pending: this.ingest.pending,
+      },
+      fetch: { served: cc.served, bytes: cc.bytes, refused: { ...cc.refused } },
+      mqtt: { connected: this.link.connected },
+    };
+  }
+
+  flush(): void {
+    this.ingest.flush();
+  }
+
+  subscribe(listener: (u: FleetUpdate) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Re-checks drift now (the periodic sweep does this too). Returns the devices whose drift changed. */
+  sweepDrift(): string[] {
+    return this.driftTracker.evaluate();
+  }
+
+  /** Re-signs documents that are due now (the timer does this too). Returns how many. */
+  async resignDue(): Promise<number> {
+    const recs = this.publisher.resignDue();
+    await this.publisher.publishMany(recs);
+    return recs.length;
+  }
+
+  // --- internals ---
+
+  private agentBroker(): { url: string; ca?: string } {
+    if (this.opts.agentBroker) return this.opts.agentBroker;
+    const t = this.connectTarget;
+    if (t && !('publish' in t)) return { url: t.url };
+    return { url: 'mqtt://127.0.0.1:1883' };
+  }
+
+  private route(topic: string, payload: Buffer): void {
+    const t = parseTopic(this.prefix, topic);
+    if (!t.ok || t.value.kind !== 'device') {
+      this.logger.debug({ topic }, 'message on an unexpected topic ignored');
+      return;
+    }
+    const { deviceId, channel } = t.value;
+    const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    if (channel === 'fetch') this.chunks.handle(deviceId, bytes);
+    else this.ingest.handle(deviceId, channel, bytes);
+  }
+
+  private afterFlush(c: IngestChanges): void {
+    if (c.reported.size > 0) this.driftTracker.evaluate(c.reported);
+    if (this.listeners.size === 0) return;
+    for (const type of ['state', 'reported', 'health', 'telemetry'] as const) {
+      for (const device of c[type]) this.emit({ type, device });
+    }
+    for (const event of c.events) this.emit({ type: 'event', event });
+  }
+
+  private emit(u: FleetUpdate): void {
+    for (const l of this.listeners) {
+      try {
+        l(u);
+      } catch (e) {
+        this.logger.error({ err: e }, 'fleet update listener failed');
+      }
+    }
+  }
+
+  private logRefusal(device: string, snapshot: string, code: ErrorCode, detail: string): void {
+    const key = `${device}\u0000${code}`;
+    const now = this.clock.now();
+    const last = this.refusalLogged.get(key);
+    if (last !== undefined && now - last < REFUSAL_EVENT_EVERY_MS) return;
+    if (this.refusalLogged.size > 10_000) this.refusalLogged.clear();
+    this.refusalLogged.set(key, now);
+    try {
+      this.store.events.append({
+        ts: now,
+        device: this.registry.isLive(device) ? device : null,
+        kind: 'fetch_refused',
+        rollout: null,
+        snapshot,
+        data: { code, detail, device },
+      });
+    } catch (e) {
+      this.logger.error({ err: e }, 'could not log a fetch refusal');
+    }
+  }
 }

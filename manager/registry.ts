@@ -1,0 +1,249 @@
+/**
+ * The device registry: enrollment (a secret returned once, an agent config to hand to the
+ * device), removal, and the list/show views that join a device with its latest state, desired
+ * document and drift.
+ */
+import type { Logger } from 'pino';
+import { type PublicKey, publicKeyToPem } from '../protocol/keys.js';
+import { FleetgateError } from '../protocol/result.js';
+import { isValidDeviceId } from '../protocol/topics.js';
+import { arrivalStats } from './arrival.js';
+import { DEFAULT_SCRYPT, generateSecret, hashSecret, type ScryptParams } from './credentials.js';
+import type {
+  AddDeviceInput,
+  AddDeviceResult,
+  AgentConfig,
+  Clock,
+  ConnectionState,
+  DeviceDetail,
+  DeviceFilter,
+  DeviceRecord,
+  DeviceSummary,
+} from './fleet-types.js';
+import type { LatestState, Store } from './store/index.js';
+
+const NAME = /^[^\u0000-\u001f\u007f]{1,128}$/;
+const TOKEN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/;
+
+export interface RegistryOptions {
+  readonly store: Store;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly prefix: string;
+  readonly releaseKeys: readonly PublicKey[];
+  readonly managerKey: PublicKey;
+  /** Broker address written into agent configs. */
+  readonly agentBroker: () => { url: string; ca?: string };
+  readonly defaultTrialWindowS: number;
+  readonly telemetryIntervalS?: number;
+  readonly scrypt?: ScryptParams;
+  readonly latestOf: (device: string) => LatestState | undefined;
+  /** Called when a device's credential changes or it is removed (drop cached auth). */
+  readonly onCredentialChange: (device: string) => void;
+}
+
+function bad(detail: string, at: string): never {
+  throw FleetgateError.of('FG_REQUEST_INVALID', detail, at);
+}
+
+export function validateDeviceInput(input: AddDeviceInput): DeviceRecord & { removed: null } {
+  if (typeof input.id !== 'string' || !isValidDeviceId(input.id)) {
+    throw FleetgateError.of('FG_DEVICE_ID_INVALID', JSON.stringify(input.id), 'id');
+  }
+  if (typeof input.site !== 'string' || !NAME.test(input.site)) bad('site: 1-128 printable characters', 'site');
+  if (typeof input.hardware !== 'string' || !TOKEN.test(input.hardware)) {
+    bad('hardware: 1-64 of letters, digits, ".", "_", ":", "/", "-"', 'hardware');
+  }
+  const adapters = input.adapters ?? [];
+  if (!Array.isArray(adapters) || adapters.length > 64) bad('adapters: at most 64', 'adapters');
+  adapters.forEach((a, i) => {
+    if (typeof a !== 'string' || !TOKEN.test(a))
+      bad(`adapter ${JSON.stringify(a)} is not a valid name`, `adapters.${i}`);
+  });
+  const labels = input.labels ?? {};
+  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) bad('labels: an object', 'labels');
+  const entries = Object.entries(labels);
+  if (entries.length > 64) bad('labels: at most 64', 'labels');
+  for (const [k, v] of entries) {
+    if (!TOKEN.test(k)) bad(`label key ${JSON.stringify(k)} is not valid`, `labels.${k}`);
+    if (typeof v !== 'string' || !NAME.test(v)) bad(`label ${k}: value of 1-128 printable characters`, `labels.${k}`);
+  }
+  return {
+    id: input.id,
+    site: input.site,
+    labels: Object.fromEntries(entries),
+    hardware: input.hardware,
+    adapters: [...new Set(adapters)],
+    created: 0,
+    removed: null,
+  };
+}
+
+export class Registry {
+  /** Ids of registered, not removed devices (ingestion and the chunk server ask per message). */
+  private readonly live = new Set<string>();
+
+  constructor(private readonly opts: RegistryOptions) {
+    for (const d of opts.store.devices.list()) if (d.removed === null) this.live.add(d.id);
+  }
+
+  isLive(id: string): boolean {
+    return this.live.has(id);
+  }
+
+  get liveCount(): number {
+    return this.live.size;
+  }
+
+  async add(input: AddDeviceInput, cfg: { brokerUrl?: string; dataDir?: string } = {}): Promise<AddDeviceResult> {
+    const v = validateDeviceInput(input);
+    if (this.live.has(v.id)) throw FleetgateError.of('FG_DEVICE_EXISTS', v.id);
+    const now = this.opts.clock.now();
+    const device: DeviceRecord = { ...v, created: now };
+    const secret = generateSecret();
+    const cred = await hashSecret(v.id, secret, now, this.opts.scrypt ?? DEFAULT_SCRYPT);
+    // Checked again inside the transaction: two concurrent adds of one id race across the await.
+    if (!this.opts.store.devices.insert(device, cred)) throw FleetgateError.of('FG_DEVICE_EXISTS', v.id);
+    this.live.add(v.id);
+    this.opts.onCredentialChange(v.id);
+    this.opts.store.events.append({
+      ts: now,
+      device: v.id,
+      kind: 'manager',
+      rollout: null,
+      snapshot: null,
+      data: { action: 'device_added', site: v.site, hardware: v.hardware },
+    });
+    this.opts.logger.info({ device: v.id, site: v.site }, 'device enrolled');
+    return { device, secret, config: this.agentConfig(device, secret, cfg) };
+  }
+
+  async rotateSecret(id: string, cfg: { brokerUrl?: string; dataDir?: string } = {}): Promise<AddDeviceResult> {
+    const device = this.requireLive(id);
+    const now = this.opts.clock.now();
+    const secret = generateSecret();
+    const cred = await hashSecret(id, secret, now, this.opts.scrypt ?? DEFAULT_SCRYPT);
+    this.opts.store.devices.putCredential(cred);
+    this.opts.onCredentialChange(id);
+    this.opts.store.events.append({
+      ts: now,
+      device: id,
+      kind: 'manager',
+      rollout: null,
+      snapshot: null,
+      data: { action: 'secret_rotated' },
+    });
+    return { device, secret, config: this.agentConfig(device, secret, cfg) };
+  }
+
+  /** Marks removed and revokes the credential. The caller clears desired state and latest state. */
+  remove(id: string): DeviceRecord {
+    const device = this.requireLive(id);
+    const now = this.opts.clock.now();
+    this.opts.store.devices.remove(id, now);
+    this.live.delete(id);
+    this.opts.onCredentialChange(id);
+    this.opts.store.events.append({
+      ts: now,
+      device: id,
+      kind: 'manager',
+      rollout: null,
+      snapshot: null,
+      data: { action: 'device_removed' },
+    });
+    this.opts.logger.info({ device: id }, 'device removed');
+    return { ...device, removed: now };
+  }
+
+  /** FG_DEVICE_NOT_FOUND for unknown and removed devices. */
+  requireLive(id: string): DeviceRecord {
+    const d = this.opts.store.devices.get(id);
+    if (!d || d.removed !== null) throw FleetgateError.of('FG_DEVICE_NOT_FOUND', id);
+    return d;
+  }
+
+  list(filter: DeviceFilter = {}): DeviceSummary[] {
+    const { store } = this.opts;
+    const targets = store.desired.targetMap();
+    const drifting = new Set(store.drift.list().map((d) => d.device));
+    const out: DeviceSummary[] = [];
+    for (const d of store.devices.list()) {
+      if (d.removed !== null && !filter.includeRemoved) continue;
+      if (filter.site !== undefined && d.site !== filter.site) continue;
+      if (filter.labels && !Object.entries(filter.labels).every(([k, v]) => d.labels[k] === v)) continue;
+      const s = this.summary(d, targets.get(d.id) ?? null, drifting.has(d.id));
+      if (filter.state !== undefined && s.state !== filter.state) continue;
+      if (filter.drifting !== undefined && s.drifting !== filter.drifting) continue;
+      out.push(s);
+    }
+    return out;
+  }
+
+  /** FG_DEVICE_NOT_FOUND for unknown ids; removed devices are shown (with `removed` set). */
+  detail(id: string): DeviceDetail {
+    const { store, clock } = this.opts;
+    const d = store.devices.get(id);
+    if (!d) throw FleetgateError.of('FG_DEVICE_NOT_FOUND', id);
+    const desired = store.desired.get(id);
+    const drift = store.drift.list(id);
+    const s = this.summary(d, desired?.snapshot ?? null, drift.length > 0);
+    const l = this.opts.latestOf(id);
+    const now = clock.now();
+    return {
+      ...s,
+      activeSlot: l?.reported?.active_slot ?? null,
+      slots: l?.reported?.slots ?? null,
+      reported: l?.reported ?? null,
+      reportedAt: l?.reportedAt ?? null,
+      health: l?.health ?? null,
+      healthAt: l?.healthAt ?? null,
+      telemetry: l?.telemetry ?? null,
+      telemetryAt: l?.telemetryAt ?? null,
+      arrival: {
+        health: arrivalStats(l?.arrival.health ?? null, now),
+        telemetry: arrivalStats(l?.arrival.telemetry ?? null, now),
+      },
+      desired,
+      drift,
+    };
+  }
+
+  agentConfig(d: DeviceRecord, secret: string, cfg: { brokerUrl?: string; dataDir?: string } = {}): AgentConfig {
+    const broker = this.opts.agentBroker();
+    return {
+      device_id: d.id,
+      site: d.site,
+      broker: {
+        url: cfg.brokerUrl ?? broker.url,
+        username: d.id,
+        password: secret,
+        ...(broker.ca ? { ca: broker.ca } : {}),
+        prefix: this.opts.prefix,
+      },
+      keys: {
+        release: this.opts.releaseKeys.map((k) => publicKeyToPem(k)),
+        manager: [publicKeyToPem(this.opts.managerKey)],
+      },
+      data_dir: cfg.dataDir ?? './agent-data',
+      device: { hardware: d.hardware, adapters: [...d.adapters] },
+      trial: { window_s: this.opts.defaultTrialWindowS },
+      telemetry_interval_s: this.opts.telemetryIntervalS ?? 10,
+    };
+  }
+
+  private summary(d: DeviceRecord, desiredSnapshot: string | null, drifting: boolean): DeviceSummary {
+    const l = this.opts.latestOf(d.id);
+    const state: ConnectionState = l?.status ?? 'unknown';
+    const r = l?.reported ?? null;
+    return {
+      ...d,
+      state,
+      session: l?.session ?? null,
+      lastSeen: l?.lastSeen ?? null,
+      activeSnapshot: r ? r.slots[r.active_slot].snapshot : null,
+      desiredSnapshot,
+      phase: r?.phase ?? null,
+      drifting,
+    };
+  }
+}

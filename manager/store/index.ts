@@ -1,0 +1,44 @@
+/** The manager store: one SQLite database (the source of truth) and its repositories. */
+import { type Db, openDatabase } from './db.js';
+import { DesiredRepo } from './desired.js';
+import { DeviceRepo } from './devices.js';
+import { DriftRepo, EventRepo } from './events.js';
+import { LatestRepo } from './latest.js';
+import { SnapshotRepo } from './snapshots.js';
+
+export class Store {
+  readonly devices: DeviceRepo;
+  readonly snapshots: SnapshotRepo;
+  readonly desired: DesiredRepo;
+  readonly latest: LatestRepo;
+  readonly events: EventRepo;
+  readonly drift: DriftRepo;
+
+  constructor(readonly db: Db) {
+    this.devices = new DeviceRepo(db);
+    this.snapshots = new SnapshotRepo(db);
+    this.desired = new DesiredRepo(db);
+    this.latest = new LatestRepo(db);
+    this.events = new EventRepo(db);
+    this.drift = new DriftRepo(db);
+  }
+
+  static open(path: string): Store {
+    return new Store(openDatabase(path));
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+export { type Db, migrate, openDatabase, schemaVersion } from './db.js';
+export type { StoredCredential } from './devices.js';
+export type { NewEvent } from './events.js';
+export { emptyLatest, type LatestState } from './latest.js';
+export { MIGRATIONS } from './migrations.js';
+export type { StoredSnapshot } from './snapshots.js';
