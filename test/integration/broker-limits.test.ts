@@ -1,0 +1,167 @@
+/** Connection limit, connection-rate limit, listeners and shutdown of the embedded broker. */
+import { createServer, type Socket, connect as tcpConnect } from 'node:net';
+import mqtt from 'mqtt';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBroker } from '../../broker/index.js';
+import { FleetgateError } from '../../protocol/result.js';
+import {
+  connect,
+  endClients,
+  refusalCode,
+  startTestBroker,
+  TableAuthenticator,
+  type TestBroker,
+  USERS,
+} from './broker-harness.js';
+
+let tb: TestBroker | undefined;
+afterEach(async () => {
+  await endClients();
+  await tb?.close();
+  tb = undefined;
+});
+
+/** Outcome of one raw mqtt.js connection attempt: CONNACK 0, a refusal code, or closed without CONNACK. */
+function attempt(url: string, username: string): Promise<'connected' | 'closed' | number> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, {
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      clientId: `probe-${Math.random().toString(36).slice(2)}`,
+      username,
+      password: USERS[username]!.password,
+    });
+    c.once('connect', () => {
+      resolve('connected');
+      c.end(true);
+    });
+    c.once('error', (e) => {
+      const code = (e as { code?: unknown }).code;
+      resolve(typeof code === 'number' ? code : 'closed'); // a socket error (ECONNRESET) counts as closed
+    });
+    c.once('close', () => resolve('closed'));
+  });
+}
+
+describe('connection limits', () => {
+  it('refuses connections over maxConnections with CONNACK 3, and admits again once one leaves', async () => {
+    tb = await startTestBroker({ maxConnections: 2 });
+    await connect(tb.url, 'gw-1');
+    await connect(tb.url, 'gw-2');
+    expect(await refusalCode(tb.url, 'gw-3')).toBe(3);
+    expect(tb.logs.some((l) => l.code === 'FG_BROKER_FULL')).toBe(true);
+    // A device reconnecting with its own client id replaces its connection and is not refused.
+    const again = await connect(tb.url, 'gw-1');
+    expect(await refusalCode(tb.url, 'gw-3')).toBe(3);
+    await again.endAsync(true).catch(() => {});
+    const leftAt = Date.now();
+    let last: unknown;
+    // The slot frees when the socket closes on the broker side.
+    while (Date.now() - leftAt < 3000) {
+      last = await attempt(tb.url, 'gw-3');
+      if (last === 'connected') break;
+    }
+    expect(last).toBe('connected');
+  });
+
+  it('closes new connections beyond the rate at once, without CONNACK, and admits again after refill', async () => {
+    tb = await startTestBroker({ connectRatePerSecond: 2 });
+    const started = performance.now();
+    const outcomes = await Promise.all(Array.from({ length: 8 }, () => attempt(tb!.url, 'gw-1')));
+    const elapsed = performance.now() - started;
+    // burst = 2: two get in; the rest are closed straight away (not left waiting for a timeout)
+    expect(outcomes.filter((o) => o === 'connected').length).toBe(2);
+    expect(outcomes.filter((o) => o === 'closed').length).toBe(6);
+    expect(elapsed).toBeLessThan(2000);
+    expect(tb.logs.find((l) => l.code === 'FG_BROKER_RATE_LIMITED')).toBeDefined();
+    // After a refill interval, a client retrying is let in.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(await attempt(tb.url, 'gw-2')).toBe('connected');
+  });
+
+  it('keeps the event loop responsive during a storm of refused connections', async () => {
+    tb = await startTestBroker({ connectRatePerSecond: 1 });
+    const port = Number(new URL(tb.url).port);
+    let maxLag = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      maxLag = Math.max(maxLag, now - last - 5);
+      last = now;
+    }, 5);
+    const sockets: Socket[] = [];
+    const closedCount = await new Promise<number>((resolve) => {
+      let closed = 0;
+      for (let i = 0; i < 300; i++) {
+        const s = tcpConnect(port, '127.0.0.1');
+        s.on('error', () => {});
+        s.on('close', () => {
+          if (++closed === 299) resolve(closed);
+        });
+        sockets.push(s);
+      }
+    });
+    clearInterval(timer);
+    for (const s of sockets) s.destroy();
+    expect(closedCount).toBe(299); // one token: one socket stays open (until CONNECT times out)
+    expect(maxLag).toBeLessThan(250);
+  });
+});
+
+describe('listeners and shutdown', () => {
+  it('listens on port 0 and reports a connectable mqtt:// URL', async () => {
+    tb = await startTestBroker();
+    expect(tb.broker.addresses()).toEqual({ tcp: expect.stringMatching(/^mqtt:\/\/127\.0\.0\.1:\d+$/) });
+    expect(new URL(tb.url).port).not.toBe('0');
+    await connect(tb.url, 'gw-1');
+  });
+
+  it('close() disconnects clients, stops listening and can be called twice', async () => {
+    const t = await startTestBroker();
+    const client = await connect(t.url, 'gw-1');
+    const dropped = new Promise<void>((r) => client.once('close', () => r()));
+    // A socket that never sends CONNECT is not an aedes client; close() must not wait for it.
+    const idle = tcpConnect(Number(new URL(t.url).port), '127.0.0.1');
+    idle.on('error', () => {});
+    const idleClosed = new Promise<void>((r) => idle.once('close', () => r()));
+    await new Promise((r) => idle.once('connect', r));
+    await Promise.all([t.close(), t.close()]);
+    await dropped;
+    await idleClosed;
+    expect(t.broker.aedes.closed).toBe(true);
+    const refused = await new Promise<string>((resolve) => {
+      const s = tcpConnect(Number(new URL(t.url).port), '127.0.0.1');
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.once('connect', () => resolve('connected'));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+  });
+
+  it('fails with FG_BROKER_LISTEN when the port is taken, and FG_CONFIG_INVALID on bad options', async () => {
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    const port = (blocker.address() as { port: number }).port;
+    const base = {
+      prefix: 'fleetgate/v1',
+      authenticator: new TableAuthenticator(USERS),
+      logger: pino({ level: 'silent' }),
+    };
+    try {
+      const e = await startBroker({ ...base, listeners: { tcp: { host: '127.0.0.1', port } } }).catch((x) => x);
+      expect(e).toBeInstanceOf(FleetgateError);
+      expect((e as FleetgateError).code).toBe('FG_BROKER_LISTEN');
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+    const bad = [
+      { ...base, listeners: {} },
+      { ...base, prefix: 'a/+/b', listeners: { tcp: { host: '127.0.0.1', port: 0 } } },
+      { ...base, maxConnections: 0, listeners: { tcp: { host: '127.0.0.1', port: 0 } } },
+    ];
+    for (const opts of bad) {
+      await expect(startBroker(opts)).rejects.toMatchObject({ code: 'FG_CONFIG_INVALID' });
+    }
+  });
+});
