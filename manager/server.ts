@@ -138,7 +138,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       const tls = b.tls;
       broker = await startBroker({
         prefix: config.prefix,
-        logger: logger.child({ component: 'broker' }),
+        logger,
         authenticator: {
           authenticate: (u, p, ctx) => (authenticator ? authenticator.authenticate(u, p, ctx) : Promise.resolve(null)),
         },

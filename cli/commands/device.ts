@@ -66,7 +66,8 @@ async function add(id: string, o: AddOpts): Promise<void> {
     ...(o.hardware ? { hardware: o.hardware } : {}),
     ...(o.adapter && o.adapter.length > 0 ? { adapters: o.adapter } : {}),
     ...(o.brokerUrl ? { broker_url: o.brokerUrl } : {}),
-    ...(o.agentDataDir ? { data_dir: o.agentDataDir } : {}),
+    // One folder per device, so agents whose configs sit side by side never share a slot store.
+    data_dir: o.agentDataDir ?? `./agent-data/${id}`,
   });
   const yaml =
     `# fleetgate agent config for ${id} (site ${o.site}), written by \`fleetgate device add\` on ${new Date().toISOString()}.\n` +
@@ -239,7 +240,7 @@ export function register(program: Command): void {
       .option('-o, --out <file>', 'agent config path, or - for stdout (default: <id>.agent.yaml)')
       .option('--force', 'overwrite an existing --out file')
       .option('--broker-url <url>', "broker URL for this device (default: the manager's advertised broker)")
-      .option('--agent-data-dir <dir>', 'data_dir written into the agent config')
+      .option('--agent-data-dir <dir>', 'data_dir written into the agent config (default: ./agent-data/<id>)')
       .option('--json', 'print JSON'),
   ).action((id: string, o: AddOpts) => add(id, o));
 
