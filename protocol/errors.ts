@@ -138,8 +138,16 @@ export const ERRORS = {
     hint: 'A signal the gate reads never arrived (e.g. the runtime sends no such KPI, or the snapshot has no acceptance suite). Inconclusive is never a pass: fix the gate or the runtime.',
   },
   // --- gates ---
-  FG_GATE_SYNTAX: { category: 'input', message: 'gate expression does not parse' },
-  FG_GATE_TYPE: { category: 'input', message: 'gate expression compares values of different types' },
+  FG_GATE_SYNTAX: {
+    category: 'input',
+    message: 'gate expression does not parse',
+    hint: 'Gates read like `runtime_healthy && adapter_connected` or `gap < 10s && drops == 0`; the column in the message points at the problem. Grammar: docs/gates.md.',
+  },
+  FG_GATE_TYPE: {
+    category: 'input',
+    message: 'gate expression applies an operator to a value of the wrong type',
+    hint: '&&, || and ! take booleans; <, <=, >, >=, +, -, * and / take numbers; == and != take two values of the same type; the whole gate must be true or false. A signal of the wrong type fails the gate. See docs/gates.md.',
+  },
   // --- config / input ---
   FG_CONFIG_INVALID: { category: 'input', message: 'configuration is not valid' },
   FG_PLAN_INVALID: { category: 'input', message: 'rollout plan is not valid' },
