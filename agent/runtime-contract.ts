@@ -8,22 +8,13 @@
  *  - The stdout line protocol a runtime process speaks: JSON lines of `type` health / telemetry,
  *    anything else is a log line. Parsing is pure and never throws.
  */
+import type { PayloadFile } from '../protocol/bundle.js';
 import type { AcceptanceSpec, RunSpec } from '../protocol/manifest.js';
 import type { TrialSpec } from '../protocol/messages.js';
 import type { Result } from '../protocol/result.js';
 import type { TrialDecision } from './trial-monitor.js';
 
-/**
- * One file of a snapshot payload. Same shape as protocol/bundle.ts `PayloadFile` (H1); declared
- * here structurally so the agent's runtime side does not wait on the bundle codec.
- */
-export interface PayloadFile {
-  /** Relative, '/'-separated, no '..'. */
-  path: string;
-  /** Unix mode; only the permission bits (0o777) are applied. */
-  mode: number;
-  data: Uint8Array;
-}
+export type { PayloadFile };
 
 /** What the update state machine hands the runtime: the active slot's snapshot. */
 export interface RuntimeSnapshot {

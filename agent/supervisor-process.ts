@@ -81,8 +81,46 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
+/**
+ * Live (non-zombie) members of a process group, from /proc; null where /proc is not available.
+ * Zombies count as gone: they hold no resources, and where PID 1 does not reap (some containers)
+ * a killed grandchild stays a zombie forever and would otherwise look alive.
+ */
+export function groupMembers(pgid: number): number[] | null {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return null;
+  }
+  const members: number[] = [];
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = procStat(Number(name));
+    if (stat && stat.pgrp === pgid && stat.state !== 'Z' && stat.state !== 'X') members.push(Number(name));
+  }
+  return members;
+}
+
+/** State letter and process group of a pid from /proc/<pid>/stat; null if gone or unreadable. */
+export function procStat(pid: number): { state: string; pgrp: number } | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return null;
+  }
+  // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  const pgrp = Number(fields[2]);
+  return state === undefined || !Number.isInteger(pgrp) ? null : { state, pgrp };
+}
+
 export function groupAlive(pgid: number): boolean {
-  return signalGroup(pgid, 0);
+  if (!signalGroup(pgid, 0)) return false;
+  const members = groupMembers(pgid);
+  return members === null ? true : members.length > 0;
 }
 
 function sleep(ms: number): Promise<void> {

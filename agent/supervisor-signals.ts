@@ -168,7 +168,9 @@ export class SignalTracker {
     gap = Math.max(gap, now - left);
     const kpi: Record<string, number> = {};
     for (const [k, { sum, n }] of sums) {
-      Object.defineProperty(kpi, k, { value: sum / n, enumerable: true, writable: true, configurable: true });
+      // 12 significant digits: a steady 1.2 must read 1.2, not 1.1999999999999997, in a gate.
+      const value = Number((sum / n).toPrecision(12));
+      Object.defineProperty(kpi, k, { value, enumerable: true, writable: true, configurable: true });
     }
     const windowMs = Math.max(now - ref, 1);
     return {

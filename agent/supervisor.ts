@@ -374,9 +374,11 @@ export class Supervisor implements Runtime {
     s.child = null;
     const now = this.now();
     const ranMs = child.pid === undefined ? 0 : now - s.runStartedAt;
-    if (child.pid !== undefined) reapGroup(child.pid);
     s.tracker.processExited(now);
+    // While stopping, killGroup() gives the helpers their grace period.
     if (s.state === 'stopping' || s.state === 'stopped' || this.session !== s) return;
+    // The leader died on its own: helpers it leaves behind would hold the adapter the next run needs.
+    if (child.pid !== undefined) reapGroup(child.pid);
 
     s.restarts++;
     if (ranMs >= this.backoff.stableMs) s.backoffMs = this.backoff.initialMs;
