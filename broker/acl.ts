@@ -1,22 +1,20 @@
 /**
- * Topic access rules of the embedded broker, from the DESIGN.md "Topics" table (MQTT 3.1.1):
+ * Topic access rules of the embedded broker, from the DESIGN.md "Topics" table (MQTT 3.1.1);
+ * docs/broker.md has the same table with the reasons.
  *
- * | topic                      | dir  | device may            | manager may         |
- * | -------------------------- | ---- | --------------------- | ------------------- |
- * | {p}/devices/{own}/state    | dev→ | publish (retained; will) | anything under {p}/ |
- * | {p}/devices/{own}/reported | dev→ | publish (retained)    |                     |
- * | {p}/devices/{own}/health   | dev→ | publish (retained)    |                     |
- * | {p}/devices/{own}/telemetry| dev→ | publish (retained)    |                     |
- * | {p}/devices/{own}/events   | dev→ | publish, not retained |                     |
- * | {p}/devices/{own}/fetch    | dev→ | publish, not retained |                     |
- * | {p}/devices/{own}/desired  | →dev | subscribe (exact)     | publish (retained)  |
- * | {p}/devices/{own}/chunk    | →dev | subscribe (exact)     | publish             |
- * | {p}/manager/state          | mgr→ | nothing               | publish             |
- * | other devices, $SYS/#, ... |      | nothing               | nothing outside {p}/|
+ * | topic                               | device may                          | manager may          |
+ * | ----------------------------------- | ----------------------------------- | -------------------- |
+ * | {p}/devices/{own}/state             | publish, retained ok; its only will | anything under {p}/  |
+ * | {p}/devices/{own}/reported,health,telemetry | publish, retained ok        | anything under {p}/  |
+ * | {p}/devices/{own}/events,fetch      | publish, not retained               | anything under {p}/  |
+ * | {p}/devices/{own}/desired,chunk     | subscribe, exact topic only         | publish              |
+ * | {p}/manager/state                   | nothing                             | publish (its will)   |
+ * | other devices' topics               | nothing                             | anything under {p}/  |
+ * | $SYS/#, outside {p}/, #             | nothing                             | nothing              |
  *
  * "A device may publish and subscribe only under its own devices/{id}/; the broker enforces
  * this" (DESIGN.md). Devices subscribe to exact topics only: a wildcard filter, even one inside
- * their own namespace, is refused so a device never sees more than the two downlink channels.
+ * their own namespace, is refused so a device never sees more than its two downlink channels.
  * Pure functions: no aedes, no I/O.
  */
 import { err, ok, type Result } from '../protocol/result.js';
