@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import mqtt from 'mqtt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type EmbeddedBroker, startBroker } from '../../broker/index.js';
+import { type Authenticator, type EmbeddedBroker, startBroker } from '../../broker/index.js';
 import { FleetService } from '../../manager/fleet-service.js';
 import { buildApp } from '../../manager/http/app.js';
 import { openDesired } from '../../protocol/desired.js';
@@ -31,7 +31,7 @@ let app: FastifyInstance;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'fg-http-api-'));
   const managerCredentials = { username: 'fleetgate-manager', password: randomBytes(16).toString('hex') };
-  let auth: FleetService['authenticator'] | null = null;
+  let auth: Authenticator | null = null;
   broker = await startBroker({
     prefix: PREFIX,
     logger,
