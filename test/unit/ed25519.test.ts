@@ -82,6 +82,13 @@ describe.each(IMPLS)('Ed25519 ($name)', (ed) => {
     );
   });
 
+  it('signs with the current bytes of a seed array that was overwritten with another key', () => {
+    const seed = hex(RFC8032[0]!.seed);
+    ed.sign(hex('00'), seed);
+    seed.set(hex(RFC8032[1]!.seed));
+    expect(Buffer.from(ed.sign(hex(RFC8032[1]!.msg), seed)).toString('hex')).toBe(RFC8032[1]!.sig);
+  });
+
   it('sign refuses a seed of the wrong length with FG_KEY_INVALID', () => {
     for (const len of [0, 31, 33, 64]) {
       expect(() => ed.sign(new Uint8Array(1), new Uint8Array(len))).toThrow(FleetgateError);
