@@ -27,6 +27,11 @@ import type { AuthContext, BrokerAddresses, BrokerOptions, EmbeddedBroker, Princ
 
 export const DEFAULT_MAX_CONNECTIONS = 15_000;
 export const DEFAULT_CONNECT_RATE_PER_SECOND = 1_000;
+/**
+ * Connections kept for manager principals beyond maxConnections: a fleet that fills the broker
+ * must not lock out the manager (it connects to its own embedded broker like any client).
+ */
+export const MANAGER_RESERVED_CONNECTIONS = 4;
 
 /** aedes options; the defaults are tuned for one broker, a few thousand clients, 2 cores. */
 export const AEDES_TUNING = {
@@ -79,8 +84,10 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const bucket = new TokenBucket({ ratePerSecond: opts.connectRatePerSecond ?? DEFAULT_CONNECT_RATE_PER_SECOND });
 
   let closing = false;
-  /** Connections holding (or reserving, while authentication runs) one of maxConnections. */
+  /** Every connection that passed the gate: authenticated, or authenticating right now. */
   const admitted = new Set<Client>();
+  /** Authenticated device connections; at most maxConnections. */
+  const devices = new Set<Client>();
   /**
    * Which principal holds a client id. [MQTT-3.1.4-2] lets a new connection with the same client
    * id take over the old one, and a persistent session is keyed by client id: without this, one
@@ -103,10 +110,14 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
 
   const release = (client: Client) => {
     admitted.delete(client);
+    devices.delete(client);
     const owner = owners.get(client.id);
     // A clean session ends with its connection ([MQTT-3.1.2-6]); a persistent one keeps its owner.
     if (owner?.client === client && client.clean) owners.delete(client.id);
   };
+
+  const isLive = (clientId: string) =>
+    (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId] !== undefined;
 
   async function admit(client: Client, username: string | undefined, password: Buffer | undefined) {
     const refuse = (returnCode: Refusal['returnCode'], code: ErrorCode, detail: string): Refusal => ({
@@ -115,10 +126,10 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       detail,
     });
     if (closing) return refuse(CONNACK.serverUnavailable, 'FG_BROKER_FULL', 'broker is closing');
-    const live = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[client.id];
-    // A reconnect that takes over its own half-open connection does not add a connection.
-    if (admitted.size >= maxConnections && live === undefined)
-      return refuse(CONNACK.serverUnavailable, 'FG_BROKER_FULL', `${maxConnections} connections`);
+    // A cheap gate before the authenticator runs; the device limit is applied once the principal is
+    // known. A reconnect that takes over its own (half-open) connection adds none and passes.
+    if (admitted.size >= maxConnections + MANAGER_RESERVED_CONNECTIONS && !isLive(client.id))
+      return refuse(CONNACK.serverUnavailable, 'FG_BROKER_FULL', `${admitted.size} connections`);
     admitted.add(client);
     client.conn.once('close', () => release(client));
 
@@ -165,10 +176,14 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
         return refuse(CONNACK.notAuthorized, 'FG_TOPIC_FORBIDDEN', ok.error.message);
       }
     }
+    // Checked and claimed with no await in between, so concurrent CONNECTs cannot overshoot.
+    if (principal.kind === 'device' && devices.size >= maxConnections && !isLive(client.id))
+      return refuse(CONNACK.serverUnavailable, 'FG_BROKER_FULL', `${maxConnections} device connections`);
     const key = `${principal.kind}:${principal.id}`;
     const owner = owners.get(client.id);
     if (owner && owner.key !== key)
       return refuse(CONNACK.identifierRejected, 'FG_CLIENT_ID_TAKEN', `client id ${client.id} belongs to ${owner.key}`);
+    if (principal.kind === 'device') devices.add(client);
     return principal;
   }
 

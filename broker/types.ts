@@ -51,7 +51,7 @@ export interface BrokerOptions {
   authenticator: Authenticator;
   logger: Logger;
   listeners: { tcp?: TcpListenerOptions; tls?: TlsListenerOptions; ws?: TcpListenerOptions };
-  /** Authenticated connections at once; more are refused with CONNACK 3. Default 15,000. */
+  /** Device connections at once; more are refused with CONNACK 3 (the manager has 4 more reserved). Default 15,000. */
   maxConnections?: number;
   /** New TCP connections accepted per second (token bucket, burst = one second's worth); more are closed at once. Default 1,000. */
   connectRatePerSecond?: number;

@@ -46,12 +46,14 @@ function attempt(url: string, username: string): Promise<'connected' | 'closed' 
 }
 
 describe('connection limits', () => {
-  it('refuses connections over maxConnections with CONNACK 3, and admits again once one leaves', async () => {
+  it('refuses devices over maxConnections with CONNACK 3, keeps room for the manager, and admits again once one leaves', async () => {
     tb = await startTestBroker({ maxConnections: 2 });
     await connect(tb.url, 'gw-1');
     await connect(tb.url, 'gw-2');
     expect(await refusalCode(tb.url, 'gw-3')).toBe(3);
     expect(tb.logs.some((l) => l.code === 'FG_BROKER_FULL')).toBe(true);
+    // A full fleet does not lock the manager out of its own broker (reserved connections).
+    await connect(tb.url, 'manager');
     // A device reconnecting with its own client id replaces its connection and is not refused.
     const again = await connect(tb.url, 'gw-1');
     expect(await refusalCode(tb.url, 'gw-3')).toBe(3);
