@@ -33,7 +33,7 @@ export interface RuntimeTrial {
    * own restart, so the window is not extended by agent crashes. Default: now.
    */
   startedAt?: number;
-  /** Agent process starts since the trial began (0 when the trial began in this process). */
+  /** Agent starts during the trial, including the current one; 0 when the trial began in this process. */
   agentStarts?: number;
   /**
    * Values the behavior gate may compare against under `baseline.` (e.g. the previous snapshot's

@@ -57,7 +57,7 @@ export type TrialDecision = TrialPass | TrialFail;
 export interface TrialMonitorOptions {
   /** Clock ms when the trial began. */
   startedAt: number;
-  /** Agent process starts since the trial began (0 when it began in this process). */
+  /** Agent starts during the trial, including the current one; 0 when the trial began in this process. */
   agentStarts?: number;
   /** Whether the snapshot's manifest has an acceptance suite (its result then gates the trial). */
   acceptance: boolean;
