@@ -1,0 +1,152 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentConfigSchema } from '../../agent/config.js';
+import { DeviceAuthenticator } from '../../manager/credentials.js';
+import { Registry } from '../../manager/registry.js';
+import { emptyLatest, type LatestState } from '../../manager/store/index.js';
+import { parsePublicKeyPem, publicOf } from '../../protocol/keys.js';
+import { FleetgateError } from '../../protocol/result.js';
+import { testKeys } from '../fixtures/keys.js';
+import { ManualClock, silent, type TempStore, tempStore } from './manager-harness.js';
+
+const k = testKeys();
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    return e instanceof FleetgateError ? e.code : String(e);
+  }
+}
+async function codeOfAsync(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return e instanceof FleetgateError ? e.code : String(e);
+  }
+}
+
+describe('device registry', () => {
+  let t: TempStore;
+  let clock: ManualClock;
+  let reg: Registry;
+  let latest: Map<string, LatestState>;
+  let invalidated: string[];
+
+  beforeEach(() => {
+    t = tempStore();
+    clock = new ManualClock();
+    latest = new Map();
+    invalidated = [];
+    reg = new Registry({
+      store: t.store,
+      clock,
+      logger: silent,
+      prefix: 'fleetgate/v1',
+      releaseKeys: [publicOf(k.release)],
+      managerKey: publicOf(k.manager),
+      agentBroker: () => ({ url: 'mqtts://broker.plant:8883', ca: '/etc/fleetgate/ca.pem' }),
+      defaultTrialWindowS: 90,
+      latestOf: (id) => latest.get(id),
+      onCredentialChange: (id) => invalidated.push(id),
+    });
+  });
+  afterEach(() => t.cleanup());
+
+  const add = (id: string, site = 'plant-a', labels: Record<string, string> = {}) =>
+    reg.add({ id, site, labels, hardware: 'gw-x86', adapters: ['modbus'] });
+
+  it('enrollment returns the secret once and an agent config the agent accepts as it is', async () => {
+    const r = await add('line1-gw-001', 'plant-a', { line: '1' });
+    expect(r.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(r.config).toMatchObject({
+      device_id: 'line1-gw-001',
+      site: 'plant-a',
+      broker: {
+        url: 'mqtts://broker.plant:8883',
+        username: 'line1-gw-001',
+        password: r.secret,
+        ca: '/etc/fleetgate/ca.pem',
+        prefix: 'fleetgate/v1',
+      },
+      device: { hardware: 'gw-x86', adapters: ['modbus'] },
+      trial: { window_s: 90 },
+      telemetry_interval_s: 10,
+    });
+    const parsed = AgentConfigSchema.safeParse(r.config);
+    expect(parsed.success).toBe(true);
+    const mk = parsePublicKeyPem(r.config.keys.manager[0]!);
+    expect(mk.ok && mk.value.kid).toBe(k.manager.kid);
+    // The store never holds the secret.
+    const dump = JSON.stringify(t.store.db.prepare('SELECT * FROM credentials').all());
+    expect(dump).not.toContain(r.secret);
+    // ...but the authenticator accepts it.
+    const auth = new DeviceAuthenticator({
+      lookup: (id) => t.store.devices.getCredential(id),
+      manager: { username: 'm', password: 'p' },
+      clock,
+      logger: silent,
+    });
+    expect(await auth.authenticate('line1-gw-001', Buffer.from(r.secret))).toEqual({
+      kind: 'device',
+      id: 'line1-gw-001',
+    });
+  });
+
+  it('refuses a duplicate id (FG_DEVICE_EXISTS) and invalid input with the field named', async () => {
+    await add('gw-1');
+    expect(await codeOfAsync(add('gw-1'))).toBe('FG_DEVICE_EXISTS');
+    expect(await codeOfAsync(add('bad/id'))).toBe('FG_DEVICE_ID_INVALID');
+    expect(await codeOfAsync(add('gw-2', ''))).toBe('FG_REQUEST_INVALID');
+    expect(await codeOfAsync(add('gw-2', 'plant-a', { 'bad key': 'x' }))).toBe('FG_REQUEST_INVALID');
+    expect(await codeOfAsync(reg.add({ id: 'gw-3', site: 's', hardware: '' }))).toBe('FG_REQUEST_INVALID');
+  });
+
+  it('two concurrent adds of one id: exactly one wins', async () => {
+    const r = await Promise.allSettled([add('gw-1'), add('gw-1')]);
+    expect(r.filter((x) => x.status === 'fulfilled')).toHaveLength(1);
+  });
+
+  it('lists with site, label, state and drift filters', async () => {
+    await add('a1', 'plant-a', { line: '1', role: 'edge' });
+    await add('a2', 'plant-a', { line: '2' });
+    await add('b1', 'plant-b', { line: '1' });
+    latest.set('a1', { ...emptyLatest('a1'), status: 'online', session: 3 });
+    latest.set('b1', { ...emptyLatest('b1'), status: 'lost', session: 1 });
+    t.store.drift.open({ device: 'a2', kind: 'unconverged', since: 1, detail: 'x' });
+    const ids = (f: Parameters<Registry['list']>[0]) => reg.list(f).map((d) => d.id);
+    expect(ids({})).toEqual(['a1', 'a2', 'b1']);
+    expect(ids({ site: 'plant-a' })).toEqual(['a1', 'a2']);
+    expect(ids({ labels: { line: '1' } })).toEqual(['a1', 'b1']);
+    expect(ids({ labels: { line: '1', role: 'edge' } })).toEqual(['a1']);
+    expect(ids({ state: 'online' })).toEqual(['a1']);
+    expect(ids({ state: 'unknown' })).toEqual(['a2']);
+    expect(ids({ drifting: true })).toEqual(['a2']);
+    expect(reg.list({ site: 'plant-a' })[0]).toMatchObject({ state: 'online', session: 3, drifting: false });
+  });
+
+  it('remove revokes the credential, hides the device from the list and from isLive, keeps it showable', async () => {
+    await add('gw-1');
+    invalidated.length = 0;
+    reg.remove('gw-1');
+    expect(invalidated).toEqual(['gw-1']);
+    expect(reg.isLive('gw-1')).toBe(false);
+    expect(t.store.devices.getCredential('gw-1')).toBeNull();
+    expect(reg.list()).toEqual([]);
+    expect(reg.list({ includeRemoved: true })).toHaveLength(1);
+    expect(reg.detail('gw-1').removed).toBe(clock.now());
+    expect(codeOf(() => reg.remove('gw-1'))).toBe('FG_DEVICE_NOT_FOUND');
+    expect(codeOf(() => reg.detail('nope'))).toBe('FG_DEVICE_NOT_FOUND');
+    // Replacement hardware under the same id.
+    expect((await add('gw-1')).device.removed).toBeNull();
+  });
+
+  it('rotating the secret replaces the credential and invalidates the cache', async () => {
+    const first = await add('gw-1');
+    const second = await reg.rotateSecret('gw-1');
+    expect(second.secret).not.toBe(first.secret);
+    expect(invalidated.filter((d) => d === 'gw-1').length).toBeGreaterThanOrEqual(2);
+    expect(await codeOfAsync(reg.rotateSecret('nope'))).toBe('FG_DEVICE_NOT_FOUND');
+  });
+});
