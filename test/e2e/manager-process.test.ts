@@ -4,101 +4,15 @@
  * bundles, assign, read drift and events, SIGTERM (clean exit 0), restart on the same data dir
  * and find everything still there.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { parseAgentConfig } from '../../agent/config.js';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/fleetgate.js');
-
-interface Cli {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI with the test dir as working directory; never throws on a non-zero exit. */
-function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Cli> {
-  return new Promise((done) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { cwd, env: { ...process.env, FLEETGATE_URL: '', ...env }, timeout: 20_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        done({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
-async function cliJson<T = Record<string, unknown>>(cwd: string, args: string[]): Promise<T> {
-  const r = await cli(cwd, [...args, '--json']);
-  if (r.code !== 0) throw new Error(`fleetgate ${args.join(' ')} exited ${r.code}: ${r.stdout}${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
-}
-
-interface ManagerInfo {
-  pid: number;
-  http: string;
-  broker: { mode: string; tcp?: string; advertised: string };
-  keys: { release_public: string[]; release_private: string | null; manager_public: string | null };
-}
-
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  info: ManagerInfo;
-}
-
-const started: ChildProcess[] = [];
-
-async function startManager(cwd: string, config: string): Promise<Running> {
-  const child = spawn(process.execPath, [BIN, 'manager', '--config', config], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  started.push(child);
-  let out = '';
-  child.stdout?.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  child.stderr?.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    child.once('exit', (code, signal) => r({ code, signal })),
-  );
-  const infoPath = join(cwd, 'data', 'manager.json');
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`manager exited ${child.exitCode}:\n${out}`);
-    if (existsSync(infoPath)) {
-      const info = JSON.parse(readFileSync(infoPath, 'utf8')) as ManagerInfo;
-      if (info.pid === child.pid) return { child, output: () => out, exited, info };
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`manager did not write manager.json within 20 s:\n${out}`);
-}
-
-async function stopManager(m: Running): Promise<{ code: number | null; ms: number }> {
-  const t0 = Date.now();
-  m.child.kill('SIGTERM');
-  const timeout = new Promise<{ code: number | null; signal: null }>((r) =>
-    setTimeout(() => r({ code: -1, signal: null }), 8_000),
-  );
-  const r = await Promise.race([m.exited, timeout]);
-  return { code: r.code, ms: Date.now() - t0 };
-}
+import { cli, cliJson, killStarted, type Running, startManager, stopManager } from './manager-harness.js';
 
 let dir: string;
 let config: string;
@@ -121,7 +35,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(() => {
-  for (const c of started) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  killStarted();
   rmSync(dir, { recursive: true, force: true });
 });
 
