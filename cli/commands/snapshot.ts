@@ -102,7 +102,13 @@ export async function readSourceTree(src: string): Promise<PayloadFile[]> {
       }
     }
   };
-  await walk(root, '', new Set([root]));
+  try {
+    await walk(root, '', new Set([root]));
+  } catch (e) {
+    if (e instanceof FleetgateError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw FleetgateError.of('FG_FILE_READ', `${src}: ${code ?? (e instanceof Error ? e.message : String(e))}`);
+  }
   return files;
 }
 

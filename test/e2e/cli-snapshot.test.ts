@@ -176,6 +176,27 @@ describe('fleetgate keys + snapshot', () => {
     expect(exists.stderr).toContain('FG_FILE_EXISTS');
   });
 
+  it('snapshot build follows symlinks that stay inside the tree and refuses a symlink loop', () => {
+    mkdirSync(join(dir, 'linked/conf'), { recursive: true });
+    writeFileSync(join(dir, 'linked/conf/base.json'), '{}');
+    symlinkSync('conf/base.json', join(dir, 'linked/alias.json'));
+    symlinkSync('conf', join(dir, 'linked/conf-link'));
+    const common = ['--name', 'x', '--version', '1', '--seq', '1', '--key', 'keys/release.key', '--run', 'true'];
+    const r = fleetgate('snapshot', 'build', 'linked', ...common, '--out', 'linked.fgb');
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(fleetgate('snapshot', 'inspect', 'linked.fgb', '--json').stdout);
+    expect(out.payload.files.map((f: { path: string }) => f.path)).toEqual([
+      'alias.json',
+      'conf-link/base.json', // bytewise: '-' sorts before '/'
+      'conf/base.json',
+    ]);
+    mkdirSync(join(dir, 'loop/sub'), { recursive: true });
+    symlinkSync('..', join(dir, 'loop/sub/up'));
+    const loop = fleetgate('snapshot', 'build', 'loop', ...common, '--out', 'loop.fgb');
+    expect(loop.status).not.toBe(0);
+    expect(loop.stderr).toContain('FG_SOURCE_UNSAFE');
+  });
+
   it.skipIf(!hasOpenssl)('a key made by OpenSSL signs a bundle that verifies against its OpenSSL public key', () => {
     const run = (args: string[]) => spawnSync('openssl', args, { cwd: dir, encoding: 'utf8', timeout: 10_000 });
     expect(run(['genpkey', '-algorithm', 'ed25519', '-out', 'ossl.key']).status).toBe(0);
