@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as agent } from './agent.js';
 import { register as assign } from './assign.js';
 import { register as device } from './device.js';
 import { register as drift } from './drift.js';
@@ -16,4 +17,5 @@ export const COMMANDS: Array<(program: Command) => void> = [
   assign,
   drift,
   snapshotRepo,
+  agent,
 ];
