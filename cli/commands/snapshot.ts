@@ -8,7 +8,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import type { PayloadFile } from '../../protocol/bundle.js';
 import type { PublicKey } from '../../protocol/keys.js';
-import { FleetgateError } from '../../protocol/result.js';
+import { FleetgateError, type ProtocolError } from '../../protocol/result.js';
 import { printResult } from '../output.js';
 
 /** The `snapshot` command group, created on first use, so several files can add subcommands. */
@@ -112,6 +112,11 @@ export async function readSourceTree(src: string): Promise<PayloadFile[]> {
   return files;
 }
 
+/** The same error, naming the file it came from. */
+function withFile(error: ProtocolError, path: string): FleetgateError {
+  return new FleetgateError({ ...error, message: `${error.message} (${path})` });
+}
+
 async function readBytes(path: string): Promise<Uint8Array> {
   try {
     return new Uint8Array(await readFile(path));
@@ -160,12 +165,13 @@ interface BuildOptions {
 }
 
 async function build(src: string, opts: BuildOptions): Promise<void> {
-  const [{ buildBundle }, { parseSigningKeyPem }, { unwrap }] = await Promise.all([
+  const [{ buildBundle }, { parseSigningKeyPem }] = await Promise.all([
     import('../../protocol/bundle.js'),
     import('../../protocol/keys.js'),
-    import('../../protocol/result.js'),
   ]);
-  const key = unwrap(parseSigningKeyPem(await readText(opts.key)));
+  const parsedKey = parseSigningKeyPem(await readText(opts.key));
+  if (!parsedKey.ok) throw withFile(parsedKey.error, opts.key);
+  const key = parsedKey.value;
   const [command, ...args] = splitCommandLine(opts.run);
   if (command === undefined) throw FleetgateError.of('FG_USAGE', '--run needs a command');
   let acceptance = null;
@@ -289,7 +295,7 @@ async function verify(file: string, opts: VerifyOptions): Promise<void> {
   const pubs: PublicKey[] = [];
   for (const p of opts.pub) {
     const parsed = keys.parsePublicKeyPem(await readText(p));
-    if (!parsed.ok) throw FleetgateError.of('FG_KEY_INVALID', `${p}: ${parsed.error.message}`);
+    if (!parsed.ok) throw withFile(parsed.error, p);
     pubs.push(parsed.value);
   }
   const maxBytes = opts.maxBytes === undefined ? LIMITS.bundle : parseIntOption('max-bytes', opts.maxBytes, 1);
