@@ -27,7 +27,7 @@ const DEVICE_ID = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'device 
 const U = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 const FINITE = z.number().finite();
 const TS = U; // milliseconds since the epoch
-const BYTES = z.instanceof(Uint8Array);
+const BYTES = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected a byte string');
 
 export const UPDATE_PHASES = [
   'idle',

@@ -7,5 +7,6 @@ export default function setup(): void {
     stdio: ['ignore', 'pipe', 'pipe'],
     encoding: 'utf8',
   });
-  if (r.status !== 0) process.stderr.write(`global-setup: tsc reported problems (dist/ emitted anyway)\n${r.stdout.slice(0, 4000)}`);
+  if (r.status !== 0)
+    process.stderr.write(`global-setup: tsc reported problems (dist/ emitted anyway)\n${r.stdout.slice(0, 4000)}`);
 }
