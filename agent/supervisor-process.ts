@@ -8,8 +8,10 @@
  * kill(-pgid) reaches every descendant that did not leave the group on purpose.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
 
 /** Env var carrying the per-data-dir token that marks every process a supervisor started. */
 export const TOKEN_ENV = 'FLEETGATE_SUPERVISOR_TOKEN';
@@ -207,4 +209,28 @@ export function reapOrphans(token: string): number[] {
 
 function endsWith(buf: Buffer, tail: Buffer): boolean {
   return buf.length >= tail.length && buf.subarray(buf.length - tail.length).equals(tail);
+}
+
+/**
+ * The token marking this data dir's runtime processes (`<dataDir>/supervisor-token`, created on
+ * first use). Reading an existing one reaps what an earlier agent run left (reapOrphans); call it
+ * once per supervisor, before its first start. Throws on file-system errors.
+ */
+export function supervisorToken(dataDir: string, logger: Logger): string {
+  const file = join(dataDir, 'supervisor-token');
+  let token: string | null = null;
+  try {
+    token = readFileSync(file, 'utf8').trim() || null;
+  } catch {
+    // first run on this data dir
+  }
+  if (token) {
+    const killed = reapOrphans(token);
+    if (killed.length > 0) logger.warn({ pids: killed }, 'killed runtime processes left by an earlier agent run');
+    return token;
+  }
+  token = randomBytes(16).toString('hex');
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(file, token, { mode: 0o600 });
+  return token;
 }

@@ -8,11 +8,7 @@
  * the whole group (SIGTERM, then SIGKILL after a grace period); nothing is left running.
  * docs/runtime-contract.md is the reference for every rule here.
  */
-
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { signalsFromObject } from '../protocol/gates/index.js';
 import { err, ok, type Result } from '../protocol/result.js';
@@ -30,9 +26,9 @@ import {
   type RuntimeTrial,
   TextTail,
 } from './runtime-contract.js';
-import { type AcceptanceRun, runAcceptance } from './supervisor-acceptance.js';
-import { childEnv, killGroup, reapGroup, reapOrphans, spawnGroup, TOKEN_ENV } from './supervisor-process.js';
+import { childEnv, killGroup, reapGroup, spawnGroup, supervisorToken, TOKEN_ENV } from './supervisor-process.js';
 import { SignalTracker } from './supervisor-signals.js';
+import { type TrialHost, TrialRun } from './supervisor-trial.js';
 import { type TrialDecision, TrialMonitor } from './trial-monitor.js';
 
 export interface BackoffPolicy {
@@ -74,7 +70,7 @@ interface Session {
   readonly dir: string;
   readonly env: Record<string, string>;
   readonly tracker: SignalTracker;
-  readonly monitor: TrialMonitor | null;
+  trial: TrialRun | null;
   readonly stderrTail: TextTail;
   state: RuntimeState;
   child: ChildProcess | null;
@@ -83,12 +79,9 @@ interface Session {
   backoffMs: number;
   /** Restart times for the crash-loop rule outside trials. */
   loopTimes: number[];
-  /** Trial evaluation, deadline, backstop and acceptance-start timers: cleared once decided. */
-  trialTimers: Set<NodeJS.Timeout>;
   restartTimer: NodeJS.Timeout | null;
-  acceptance: AcceptanceRun | null;
-  acceptanceStarted: boolean;
-  trialReported: boolean;
+  /** Re-checks health so that staleness (a silent runtime) is reported without a new line. */
+  healthTimer: NodeJS.Timeout | null;
   lastHealthKey: string;
 }
 
@@ -174,34 +167,11 @@ export class Supervisor implements Runtime {
   }
 
   trialDecision(): TrialDecision | null {
-    return this.session?.monitor?.decision ?? null;
+    return this.session?.trial?.decision ?? null;
   }
 
   private signalOptions() {
     return { sampleIntervalMs: this.sampleIntervalMs, staleMs: this.staleMs, windowMs: this.windowMs };
-  }
-
-  /** One token per data dir marks our processes, so the next agent run can reap what this one left. */
-  private supervisorToken(): string {
-    if (this.token) return this.token;
-    const file = join(this.opts.dataDir, 'supervisor-token');
-    let token: string | null = null;
-    try {
-      token = readFileSync(file, 'utf8').trim() || null;
-    } catch {
-      // first run
-    }
-    if (token) {
-      const killed = reapOrphans(token);
-      if (killed.length > 0)
-        this.opts.logger.warn({ pids: killed }, 'killed runtime processes left by an earlier agent run');
-    } else {
-      token = randomBytes(16).toString('hex');
-      mkdirSync(this.opts.dataDir, { recursive: true });
-      writeFileSync(file, token, { mode: 0o600 });
-    }
-    this.token = token;
-    return token;
   }
 
   private async startSession(snapshot: RuntimeSnapshot, trial?: RuntimeTrial): Promise<Result<RuntimeStarted>> {
@@ -220,7 +190,9 @@ export class Supervisor implements Runtime {
     }
     let token: string;
     try {
-      token = this.supervisorToken();
+      // Once per supervisor: the first call also reaps what an earlier agent run left running.
+      this.token ??= supervisorToken(this.opts.dataDir, this.opts.logger);
+      token = this.token;
     } catch (e) {
       return err('FG_EXTRACT_FAILED', `data dir: ${(e as Error).message}`);
     }
@@ -242,7 +214,7 @@ export class Supervisor implements Runtime {
       dir,
       env,
       tracker: new SignalTracker(this.signalOptions(), now),
-      monitor,
+      trial: null,
       stderrTail: new TextTail(STDERR_TAIL_CHARS),
       state: 'starting',
       child: null,
@@ -250,13 +222,12 @@ export class Supervisor implements Runtime {
       restarts: 0,
       backoffMs: this.backoff.initialMs,
       loopTimes: [],
-      trialTimers: new Set(),
       restartTimer: null,
-      acceptance: null,
-      acceptanceStarted: false,
-      trialReported: false,
+      healthTimer: null,
       lastHealthKey: '',
     };
+    if (monitor)
+      s.trial = new TrialRun(monitor, snapshot.acceptance, { snapshot: snapshot.id, dir, env }, this.trialHost(s));
     this.session = s;
     const spawned = await this.spawnRun(s);
     if (!spawned.ok) {
@@ -264,24 +235,9 @@ export class Supervisor implements Runtime {
       return err('FG_RUNTIME_START_FAILED', `${snapshot.run.command}: ${spawned.error}`);
     }
     log.info({ snapshot: snapshot.id, pid: spawned.value, dir, trial: monitor !== null }, 'runtime started');
-    if (monitor) this.startTrial(s, monitor);
+    s.healthTimer = setInterval(() => this.emitHealth(s), Math.max(50, Math.min(1000, this.staleMs / 2)));
+    s.trial?.start();
     return ok({ dir, extracted: extracted.value.extracted, pid: spawned.value });
-  }
-
-  private trialTimer(s: Session, ms: number, fn: () => void, repeat = false): void {
-    const t = repeat
-      ? setInterval(fn, ms)
-      : setTimeout(() => {
-          s.trialTimers.delete(t);
-          fn();
-        }, ms);
-    s.trialTimers.add(t);
-  }
-
-  private clearTrialTimers(s: Session): void {
-    // clearTimeout also clears intervals (they share one id space in Node).
-    for (const t of s.trialTimers) clearTimeout(t);
-    s.trialTimers.clear();
   }
 
   /** Spawns the run command; resolves with the pid, or the spawn error for a command that can not start. */
@@ -352,15 +308,15 @@ export class Supervisor implements Runtime {
     if (line.type === 'health') {
       s.tracker.health(line, now);
       this.emitHealth(s);
-      if (line.runtime_healthy) this.maybeStartAcceptance(s);
-      this.evaluateTrial(s);
+      if (line.runtime_healthy) s.trial?.onHealthy();
+      s.trial?.evaluate();
     } else {
       s.tracker.telemetry(line, now);
       this.emit('telemetry', s.tracker.telemetryAt(now, s.snapshot.id));
     }
   }
 
-  /** Emits `health` when a field other than uptime changed. */
+  /** Emits `health` when a field other than uptime changed (on lines, state changes and a periodic check). */
   private emitHealth(s: Session): void {
     const h = s.tracker.healthAt(this.now(), s.state, s.restarts, s.snapshot.id);
     const key = `${h.state}|${h.runtime_healthy}|${h.adapter_connected}|${h.restarts}|${h.detail ?? ''}`;
@@ -406,16 +362,8 @@ export class Supervisor implements Runtime {
       void this.spawnRun(s);
     }, delay);
 
-    if (s.monitor && !s.monitor.decision) {
-      const d = s.monitor.recordRestart(now);
-      if (d) {
-        const within = s.monitor.spec.crash_loop.within_s;
-        this.emit('crash_loop', { snapshot: s.snapshot.id, restarts: s.restarts, within_s: within, trial: true });
-        this.decided(s, d);
-      }
-    } else {
-      this.checkCrashLoop(s, now);
-    }
+    if (s.trial && !s.trial.decision) s.trial.restart(now, s.restarts);
+    else this.checkCrashLoop(s, now);
   }
 
   private checkCrashLoop(s: Session, now: number): void {
@@ -434,84 +382,37 @@ export class Supervisor implements Runtime {
     }
   }
 
-  // --- trial ---
-
-  private startTrial(s: Session, m: TrialMonitor): void {
-    if (m.decision) {
-      this.decided(s, m.decision);
-      return;
-    }
-    this.trialTimer(s, this.opts.evalIntervalMs ?? 1000, () => this.evaluateTrial(s), true);
-    const untilEnd = Math.max(0, m.deadline - this.now());
-    this.trialTimer(s, untilEnd, () => this.evaluateTrial(s));
-    // Last resort when an acceptance suite never reports: its own timeout plus the stop grace.
-    const suite = s.snapshot.acceptance;
-    const backstop =
-      untilEnd + (suite ? suite.timeout_s * 1000 + this.staleMs : 0) + (this.opts.stopGraceMs ?? 5000) + 1000;
-    this.trialTimer(s, backstop, () => {
-      if (this.session === s && !m.decision) this.decided(s, m.finish(this.gateSignals(s), this.now()));
-    });
-    if (suite) {
-      // The suite starts at the first healthy report, or after the stale window without one.
-      this.trialTimer(s, this.staleMs, () => this.maybeStartAcceptance(s));
-    }
-  }
-
-  private gateSignals(s: Session) {
-    const now = this.now();
-    return signalsFromObject(
-      s.tracker.healthAt(now, s.state, s.restarts, s.snapshot.id),
-      s.tracker.telemetryAt(now, s.snapshot.id),
-    );
-  }
-
-  private evaluateTrial(s: Session): void {
-    const m = s.monitor;
-    if (!m || m.decision || this.session !== s) return;
-    const d = m.evaluate(this.gateSignals(s), this.now());
-    if (d) this.decided(s, d);
-  }
-
-  private maybeStartAcceptance(s: Session): void {
-    const suite = s.snapshot.acceptance;
-    if (!suite || !s.monitor || s.monitor.decision || s.acceptanceStarted || this.session !== s) return;
-    s.acceptanceStarted = true;
-    const log = this.opts.logger.child({ snapshot: s.snapshot.id, stream: 'acceptance' });
-    log.info({ command: suite.command, timeout_s: suite.timeout_s }, 'acceptance suite started');
-    s.acceptance = runAcceptance(suite, { cwd: s.dir, env: s.env, logger: log, graceMs: 1000 });
-    void s.acceptance.result.then((r) => {
-      s.acceptance = null;
-      if (this.session !== s || !s.monitor || s.monitor.decision) return;
-      this.emit('acceptance', r);
-      const d = s.monitor.recordAcceptance(r, this.now());
-      if (d) this.decided(s, d);
-      else this.evaluateTrial(s);
-    });
-  }
-
-  private decided(s: Session, d: TrialDecision): void {
-    if (s.trialReported) return;
-    s.trialReported = true;
-    // The trial is over: no more evaluations. The runtime keeps being supervised (restarts go on)
-    // until the update machine commits or reverts.
-    this.clearTrialTimers(s);
-    if (d.result === 'fail' && s.acceptance) void s.acceptance.cancel();
-    const log = this.opts.logger;
-    if (d.result === 'pass') log.info({ snapshot: s.snapshot.id, evidence: d.evidence }, 'trial passed');
-    else log.warn({ snapshot: s.snapshot.id, code: d.code, category: d.category, detail: d.detail }, 'trial failed');
-    this.emit('trial', d);
+  private trialHost(s: Session): TrialHost {
+    return {
+      logger: this.opts.logger,
+      staleMs: this.staleMs,
+      evalIntervalMs: this.opts.evalIntervalMs ?? 1000,
+      stopGraceMs: this.opts.stopGraceMs ?? 5000,
+      now: this.now,
+      signals: () => {
+        const now = this.now();
+        return signalsFromObject(
+          s.tracker.healthAt(now, s.state, s.restarts, s.snapshot.id),
+          s.tracker.telemetryAt(now, s.snapshot.id),
+        );
+      },
+      emit: (event, payload) => {
+        if (this.session === s) this.emit(event, payload);
+      },
+    };
   }
 
   // --- stop ---
 
   private async stopSession(s: Session): Promise<void> {
     s.state = 'stopping';
-    this.clearTrialTimers(s);
     if (s.restartTimer) clearTimeout(s.restartTimer);
+    if (s.healthTimer) clearInterval(s.healthTimer);
     s.restartTimer = null;
+    s.healthTimer = null;
     const grace = this.opts.stopGraceMs ?? 5000;
     const pending: Promise<void>[] = [];
-    if (s.acceptance) pending.push(s.acceptance.cancel());
+    if (s.trial) pending.push(s.trial.stop());
     const child = s.child;
     if (child) pending.push(killGroup(child, grace));
     await Promise.all(pending);
