@@ -71,8 +71,10 @@ export interface TrialProgress {
   readonly startedAt: number;
   /** Whether the agent reached the broker since the switch (DESIGN.md: no broker within the window => revert). */
   readonly connected: boolean;
-  /** Latest verdict of each local gate. */
+  /** Latest verdict of each local gate (from gate events). */
   readonly gates: Readonly<Partial<Record<GateName, GateVerdict>>>;
+  /** The runtime decided the trial passed; the commit waits for the broker if it was not reached yet. */
+  readonly passed: boolean;
 }
 
 /** The persisted update-machine state. JSON-serialisable (no bytes, no Dates). */
@@ -90,6 +92,11 @@ export interface MachineState {
   readonly pending: StoredDesired | null;
   /** Agent starts while in a pre-switch phase: a loop guard (an agent that dies while verifying must not loop). */
   readonly resumes: number;
+  /**
+   * The transition that led into this state. An agent start publishes it again (at-least-once, like
+   * QoS 1): a crash right after the save would otherwise lose it from the outcome ledger.
+   */
+  readonly entered: { readonly from: Phase; readonly failure: Failure | null } | null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,9 +143,6 @@ export interface DigestMismatchEvent {
   readonly type: 'digest-mismatch';
   readonly failure: Failure;
 }
-export interface StageWrittenEvent {
-  readonly type: 'stage-written';
-}
 /** Asked for by a `continue` effect: moves on from a state whose entry was saved. */
 export interface ContinueEvent {
   readonly type: 'continue';
@@ -151,10 +155,17 @@ export interface SwitchDoneEvent {
   readonly now: number;
   readonly connected: boolean;
 }
-export interface RuntimeStartedEvent {
-  readonly type: 'runtime-started';
-  /** Runtime starts counted during the trial, including this one (`SlotStore.countRuntimeStart`). */
-  readonly starts: number;
+/** The runtime exited unexpectedly during the trial (the supervisor restarts it). */
+export interface RuntimeCrashedEvent {
+  readonly type: 'runtime-crashed';
+  /** Crash restarts counted during the trial, this one included (`SlotStore.countRuntimeStart`): survives agent restarts. */
+  readonly crashes: number;
+  readonly detail: string;
+}
+/** The runtime's own trial decision (agent/trial-monitor.ts): null failure = pass. */
+export interface TrialDecidedEvent {
+  readonly type: 'trial-decided';
+  readonly failure: Failure | null;
 }
 export interface GateEvent {
   readonly type: 'gate';
@@ -193,10 +204,10 @@ export type MachineEvent =
   | DownloadFailedEvent
   | DigestOkEvent
   | DigestMismatchEvent
-  | StageWrittenEvent
   | ContinueEvent
   | SwitchDoneEvent
-  | RuntimeStartedEvent
+  | RuntimeCrashedEvent
+  | TrialDecidedEvent
   | GateEvent
   | CrashLoopEvent
   | TrialElapsedEvent
@@ -230,7 +241,7 @@ export type Effect =
   | { readonly type: 'cancel-download' }
   /** Hash the slot's payload; answers digest-ok or digest-mismatch. */
   | { readonly type: 'verify'; readonly slot: SlotName; readonly size: number; readonly sha256: string }
-  /** `SlotStore.markStaged`; answers stage-written. */
+  /** `SlotStore.markStaged` (idempotent, re-run on resume). */
   | { readonly type: 'stage'; readonly slot: SlotName }
   | { readonly type: 'clean-slot'; readonly slot: SlotName }
   /** `SlotStore.switchTo`, one transaction; answers switch-done. */
@@ -238,7 +249,12 @@ export type Effect =
   | { readonly type: 'commit' }
   /** `SlotStore.revert`, one transaction; answers revert-done. */
   | { readonly type: 'revert'; readonly markBad: boolean; readonly generation: number }
-  | { readonly type: 'start-runtime'; readonly slot: SlotName }
+  /** Start the snapshot in `slot`; `trial` when it runs on trial (the runtime's own trial monitor gets the spec). */
+  | {
+      readonly type: 'start-runtime';
+      readonly slot: SlotName;
+      readonly trial: { readonly spec: TrialSpec; readonly startedAt: number } | null;
+    }
   | { readonly type: 'stop-runtime' }
   | { readonly type: 'start-trial-timer'; readonly ms: number }
   | { readonly type: 'cancel-trial-timer' }

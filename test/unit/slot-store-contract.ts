@@ -52,6 +52,7 @@ function machine(generation: number, phase: MachineState['phase'] = 'idle'): Mac
     lastFailure: null,
     pending: null,
     resumes: 0,
+    entered: null,
   };
 }
 
