@@ -47,7 +47,7 @@ export class TrialRun {
     }
     const { host } = this;
     this.timer(host.evalIntervalMs, () => this.evaluate(), true);
-    const untilEnd = Math.max(0, m.deadline - host.now());
+    const untilEnd = Math.max(0, m.endsAt - host.now());
     this.timer(untilEnd, () => this.evaluate());
     // Last resort when an acceptance suite never reports: its timeout, its start delay, the grace.
     const backstop = untilEnd + (this.suite ? this.suite.timeout_s * 1000 + host.staleMs : 0) + host.stopGraceMs + 1000;

@@ -183,6 +183,8 @@ export class Supervisor implements Runtime {
         startedAt: trial.startedAt ?? now,
         agentStarts: trial.agentStarts ?? 0,
         acceptance: snapshot.acceptance !== null,
+        // Two stale windows: long enough for a fresh runtime's first reports to count.
+        notBefore: now + 2 * this.staleMs,
         ...(trial.baseline ? { baseline: trial.baseline } : {}),
       });
       if (!m.ok) return m;

@@ -63,6 +63,12 @@ export interface TrialMonitorOptions {
   acceptance: boolean;
   /** Extra values for the gates under `baseline.` (e.g. the previous snapshot's KPIs). */
   baseline?: Record<string, unknown>;
+  /**
+   * Earliest time the trial may be concluded. A trial resumed after an agent restart whose window
+   * already elapsed must still watch the new runtime for a moment: concluding at once would find
+   * no data and call it inconclusive.
+   */
+  notBefore?: number;
 }
 
 function clip(s: string): string {
@@ -76,7 +82,10 @@ function formatValues(values: Record<string, GateValue>, missing: readonly strin
 }
 
 export class TrialMonitor {
+  /** End of the trial window (startedAt + window_s). */
   readonly deadline: number;
+  /** When the trial is concluded: the deadline, or `notBefore` if later. */
+  readonly endsAt: number;
   private decided: TrialDecision | null = null;
   private readonly restartTimes: number[] = [];
   private acceptanceResult: AcceptanceResult | null = null;
@@ -87,6 +96,7 @@ export class TrialMonitor {
     private readonly opts: TrialMonitorOptions,
   ) {
     this.deadline = opts.startedAt + spec.window_s * 1000;
+    this.endsAt = Math.max(this.deadline, opts.notBefore ?? this.deadline);
     const starts = opts.agentStarts ?? 0;
     if (starts > spec.max_agent_starts) {
       this.decided = {
@@ -188,7 +198,7 @@ export class TrialMonitor {
   }
 
   /**
-   * Evaluates the gates at `now`. Before the deadline only a failure decides; from the deadline on
+   * Evaluates the gates at `now`. Before `endsAt` only a failure decides; from then on
    * (and once no acceptance suite is pending) the trial is decided either way.
    */
   evaluate(signals: Signals, now: number): TrialDecision | null {
@@ -209,7 +219,7 @@ export class TrialMonitor {
       };
       return this.decided;
     }
-    if (now < this.deadline || this.acceptancePending) return null;
+    if (now < this.endsAt || this.acceptancePending) return null;
     return this.conclude(evals, now);
   }
 
@@ -218,7 +228,7 @@ export class TrialMonitor {
    * never reported. Pending acceptance counts as inconclusive.
    */
   finish(signals: Signals, now: number): TrialDecision {
-    const d = this.evaluate(signals, Math.max(now, this.deadline));
+    const d = this.evaluate(signals, Math.max(now, this.endsAt));
     if (d) return d;
     const read = this.lookup(signals);
     return this.conclude(

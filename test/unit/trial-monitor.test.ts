@@ -292,6 +292,13 @@ describe('TrialMonitor: construction', () => {
     expect(m.evaluate(signalsFromObject(GOOD), s(10))?.result).toBe('pass');
   });
 
+  it('a trial resumed after its window elapsed still watches the new runtime until notBefore', () => {
+    const m = monitor({}, { startedAt: s(-100), notBefore: s(1) });
+    expect(m.endsAt).toBe(s(1));
+    expect(m.evaluate(signalsFromObject({}), s(0.5))).toBeNull();
+    expect(m.evaluate(signalsFromObject(GOOD), s(1))?.result).toBe('pass');
+  });
+
   it('every code the monitor decides with is registered under its category', () => {
     for (const [code, category] of [
       ['FG_HEALTH_GATE_FAILED', 'health_gate'],
