@@ -73,8 +73,13 @@ afterEach(async () => {
   tb = undefined;
 });
 
-async function tlsBroker(requestCert: boolean, certUsers: string[] = []): Promise<TestBroker> {
+async function tlsBroker(
+  requestCert: boolean,
+  certUsers: string[] = [],
+  connectRatePerSecond?: number,
+): Promise<TestBroker> {
   return startTestBroker({
+    ...(connectRatePerSecond === undefined ? {} : { connectRatePerSecond }),
     auth: new TableAuthenticator(USERS, new Set(certUsers)),
     listeners: {
       tls: {
@@ -131,6 +136,17 @@ describe('TLS listener', () => {
     expect(tb.auth.calls).toEqual([]);
   });
 
+  it('the connection-rate limit drops surplus sockets before their TLS handshake', async () => {
+    tb = await tlsBroker(false, [], 1);
+    const outcomes = await Promise.allSettled([
+      connect(tb.url, 'gw-1', trustServer()),
+      connect(tb.url, 'gw-2', trustServer()),
+      connect(tb.url, 'gw-3', trustServer()),
+    ]);
+    expect(outcomes.filter((o) => o.status === 'fulfilled').length).toBe(1);
+    expect(tb.auth.calls.length).toBe(1);
+  });
+
   it('requestCert without a CA is a configuration error', async () => {
     await expect(
       startBroker({
@@ -161,5 +177,15 @@ describe('WebSocket listener', () => {
     await until(() => got.length === 1);
     expect(got[0]?.payload).toBe('doc');
     expect(await refusalCode(ws!, 'gw-1', { password: 'nope' })).toBe(4);
+  });
+
+  it('the connection-rate limit also applies to WebSocket connections', async () => {
+    tb = await startTestBroker({ connectRatePerSecond: 1, listeners: { ws: { host: '127.0.0.1', port: 0 } } });
+    const outcomes = await Promise.allSettled([
+      connect(tb.url, 'gw-1'),
+      connect(tb.url, 'gw-2'),
+      connect(tb.url, 'gw-3'),
+    ]);
+    expect(outcomes.filter((o) => o.status === 'fulfilled').length).toBe(1);
   });
 });
