@@ -231,7 +231,7 @@ export class Supervisor implements Runtime {
     if (monitor)
       s.trial = new TrialRun(monitor, snapshot.acceptance, { snapshot: snapshot.id, dir, env }, this.trialHost(s));
     this.session = s;
-    const spawned = await this.spawnRun(s);
+    const spawned = await this.spawnRun(s, true);
     if (!spawned.ok) {
       await this.stopSession(s);
       return err('FG_RUNTIME_START_FAILED', `${snapshot.run.command}: ${spawned.error}`);
@@ -243,7 +243,7 @@ export class Supervisor implements Runtime {
   }
 
   /** Spawns the run command; resolves with the pid, or the spawn error for a command that can not start. */
-  private spawnRun(s: Session): Promise<{ ok: true; value: number } | { ok: false; error: string }> {
+  private spawnRun(s: Session, first = false): Promise<{ ok: true; value: number } | { ok: false; error: string }> {
     const { run } = s.snapshot;
     const log = this.opts.logger;
     let child: ChildProcess;
@@ -283,7 +283,9 @@ export class Supervisor implements Runtime {
         // Spawn failures (ENOENT, EACCES) come as 'error' without a pid; other errors also end in 'exit'.
         if (child.pid !== undefined) return;
         resolveSpawn({ ok: false, error: e.message });
-        this.onExit(s, child, null, null, e.message);
+        // On the first start, start() reports it; on a restart it is one more exit.
+        if (first) s.child = null;
+        else this.onExit(s, child, null, null, e.message);
       });
       child.once('exit', (code, signal) => this.onExit(s, child, code, signal));
     });

@@ -312,6 +312,7 @@ describe('supervisor with the example runtime', () => {
     if (!r.ok) expect(r.error.code).toBe('FG_RUNTIME_START_FAILED');
     expect(h.sup.pid).toBeNull();
     expect(h.sup.signals().health.state).toBe('stopped');
+    expect(h.events.exit).toEqual([]); // reported by start(), not as a crash
   });
 
   it('an invalid gate fails start() with FG_GATE_SYNTAX before anything runs', async () => {
