@@ -137,7 +137,7 @@ describe('TLS listener', () => {
   });
 
   it('the connection-rate limit drops surplus sockets before their TLS handshake', async () => {
-    tb = await tlsBroker(false, [], 1);
+    tb = await tlsBroker(false, [], 0.01);
     const outcomes = await Promise.allSettled([
       connect(tb.url, 'gw-1', trustServer()),
       connect(tb.url, 'gw-2', trustServer()),
@@ -180,7 +180,7 @@ describe('WebSocket listener', () => {
   });
 
   it('the connection-rate limit also applies to WebSocket connections', async () => {
-    tb = await startTestBroker({ connectRatePerSecond: 1, listeners: { ws: { host: '127.0.0.1', port: 0 } } });
+    tb = await startTestBroker({ connectRatePerSecond: 0.01, listeners: { ws: { host: '127.0.0.1', port: 0 } } });
     const outcomes = await Promise.allSettled([
       connect(tb.url, 'gw-1'),
       connect(tb.url, 'gw-2'),
