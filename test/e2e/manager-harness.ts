@@ -75,7 +75,8 @@ export async function startManager(cwd: string, config: string, dataDir = 'data'
     if (child.exitCode !== null) throw new Error(`manager exited ${child.exitCode}:\n${out}`);
     if (existsSync(infoPath)) {
       const info = JSON.parse(readFileSync(infoPath, 'utf8')) as ManagerInfo;
-      if (info.pid === child.pid) return { child, output: () => out, exited, info };
+      // The log line travels through a pipe and may arrive after the file exists: wait for both.
+      if (info.pid === child.pid && out.includes('manager ready')) return { child, output: () => out, exited, info };
     }
     await new Promise((r) => setTimeout(r, 100));
   }
