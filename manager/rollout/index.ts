@@ -1,0 +1,37 @@
+/** The rollout engine's face (docs/rollouts.md): plan files, selection, the pure engine, reports. */
+export {
+  type CreateRolloutInput,
+  compatOf,
+  createRollout,
+  type RolloutSnapshot,
+  resolveSnapshotRef,
+} from './create.js';
+export { nextWake, step, stepAll } from './engine.js';
+export { checkPlan, MAX_PLAN_BYTES, type PlanIssue, parsePlan } from './plan.js';
+export * from './plan-types.js';
+export { formatDuration, parseDuration, parseSize, parseThreshold, thresholdCount } from './plan-values.js';
+export {
+  type FailureGroup,
+  failureGroups,
+  type Outcome,
+  outcomeOf,
+  type RollbackSummary,
+  type RolloutReport,
+  rolloutReport,
+  type StageProgress,
+} from './report.js';
+export {
+  adapterSetOf,
+  type Compat,
+  type CoverageReport,
+  coverageOf,
+  type ExclusionReason,
+  type FleetDevice,
+  matchesSelector,
+  type Selection,
+  type StageSelection,
+  selectDevices,
+} from './select.js';
+export { events, healthSignals, reportOf, telemetrySignals } from './signals.js';
+export { COMMANDS, TRANSITIONS } from './transitions.js';
+export * from './types.js';
