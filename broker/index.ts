@@ -3,6 +3,7 @@ export {
   AEDES_TUNING,
   DEFAULT_CONNECT_RATE_PER_SECOND,
   DEFAULT_MAX_CONNECTIONS,
+  MANAGER_RESERVED_CONNECTIONS,
   principalOf,
   startBroker,
 } from './broker.js';
