@@ -160,6 +160,14 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
     });
   }
 
+  /**
+   * Drops the connection as a network failure would: no DISCONNECT, so the broker publishes the
+   * will (`lost`) and the link reconnects with its backoff. For the simulator's flapping links.
+   */
+  dropConnection(): void {
+    this.client?.stream?.destroy();
+  }
+
   /** Closes the link. A clean disconnect does not fire the will, so publish `lost` ourselves first. */
   async close(): Promise<void> {
     this.closing = true;
