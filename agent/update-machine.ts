@@ -6,24 +6,45 @@
  * (Mender client src/mender-update/daemon/states.cpp style). docs/agent-state-machine.md is
  * generated from TABLE (agent/update-diagram.ts) and a test keeps the two in step.
  */
-import { ERRORS, type ErrorCode, isFailureCategory } from '../protocol/errors.js';
+import { ERRORS, type ErrorCode } from '../protocol/errors.js';
 import type { Failure } from '../protocol/messages.js';
-import { otherSlot } from './slot-store.js';
+import {
+  ACCEPT,
+  ALL,
+  abandon,
+  accept,
+  cleanHalfWritten,
+  commit,
+  enterTrial,
+  failure,
+  fromStored,
+  GATE_CODES,
+  gatesPassed,
+  go,
+  inOtherSlot,
+  openGates,
+  PRE,
+  REST,
+  resumeDownload,
+  resumeTrial,
+  revert,
+  sameTarget,
+  startRuntime,
+  stay,
+  target,
+  toStored,
+} from './update-steps.js';
 import type {
-  DesiredEvent,
-  DesiredTarget,
   Effect,
   EventType,
-  GateName,
   MachineEvent,
   MachineState,
   Phase,
   StepResult,
   StoredDesired,
-  StoreView,
-  Target,
 } from './update-types.js';
 
+export { failure } from './update-steps.js';
 export * from './update-types.js';
 
 /** Agent starts in a pre-switch phase before the update is abandoned (loop guard). */
@@ -60,202 +81,6 @@ export interface Transition<T extends EventType = EventType> {
   readonly to: Phase | 'same' | readonly Phase[];
   readonly run: (s: MachineState, e: EventOf<T>) => StepResult;
 }
-
-const REST: readonly Phase[] = ['idle', 'committed', 'reverted'];
-const PRE: readonly Phase[] = ['downloading', 'verifying', 'staged'];
-const ALL: readonly Phase[] = [...REST, ...PRE, 'switching', 'trial', 'reverting'];
-/** Where accepting a desired snapshot leads: already running, in the other slot (verify, switch), or download. */
-const ACCEPT: readonly Phase[] = ['committed', 'verifying', 'downloading'];
-
-// ---------------------------------------------------------------------------------------------
-// helpers
-
-export function failure(code: ErrorCode, detail: string, s?: MachineState): Failure {
-  const category = ERRORS[code].category;
-  return {
-    category: isFailureCategory(category) ? category : 'rejected',
-    code,
-    detail: detail.slice(0, 2048),
-    snapshot: s?.target?.snapshot ?? null,
-    generation: s?.generation ?? 0,
-  };
-}
-
-/**
- * Moves to `to`: the event for the outcome ledger (on a phase change, a failure or a new target),
- * the entry effects, then the retained report.
- */
-function go(
-  s: MachineState,
-  to: Phase,
-  patch: Partial<MachineState>,
-  effects: Effect[],
-  f: Failure | null = null,
-): StepResult {
-  const retarget = patch.target !== undefined && patch.target?.snapshot !== s.target?.snapshot;
-  const announce = to !== s.phase || f !== null || retarget;
-  const next: MachineState = {
-    ...s,
-    ...patch,
-    phase: to,
-    ...(announce ? { entered: { from: s.phase, failure: f } } : {}),
-  };
-  const out: Effect[] = [];
-  if (announce) out.push({ type: 'publish-event', from: s.phase, to, failure: f });
-  out.push(...effects, { type: 'publish-reported' });
-  if ((to === 'committed' || to === 'reverted' || to === 'idle') && next.pending) out.push({ type: 'continue' });
-  return { next, effects: out };
-}
-
-function stay(s: MachineState, patch: Partial<MachineState> = {}, effects: Effect[] = []): StepResult {
-  return { next: Object.keys(patch).length === 0 ? s : { ...s, ...patch }, effects };
-}
-
-function target(s: MachineState): Target {
-  if (!s.target) throw new Error(`update machine: phase ${s.phase} without a target`);
-  return s.target;
-}
-
-function activeSnapshot(v: StoreView): string | null {
-  return v[v.active].snapshot;
-}
-
-function b64(bytes: Uint8Array): string {
-  return Buffer.from(bytes).toString('base64');
-}
-
-function toStored(d: DesiredTarget): StoredDesired {
-  return { ...d, manifest: b64(d.manifest) };
-}
-
-function fromStored(d: StoredDesired): DesiredTarget {
-  return { ...d, manifest: new Uint8Array(Buffer.from(d.manifest, 'base64')) };
-}
-
-function newTarget(d: DesiredTarget, v: StoreView): Target {
-  return {
-    snapshot: d.snapshot,
-    slot: otherSlot(v.active),
-    from: v.active,
-    size: d.size,
-    sha256: d.sha256,
-    manifest: b64(d.manifest),
-    trial: d.trial,
-    generation: d.generation,
-  };
-}
-
-/** Starts what the active slot holds (nothing when it is empty), outside a trial. */
-function startRuntime(v: StoreView): Effect[] {
-  return v[v.active].snapshot === null ? [] : [{ type: 'start-runtime', slot: v.active, trial: null }];
-}
-
-/** At a rest-phase start, a download that a crash interrupted before it was cleaned is cleaned now. */
-function cleanHalfWritten(v: StoreView): Effect[] {
-  const o = otherSlot(v.active);
-  return v[o].state === 'downloading' ? [{ type: 'clean-slot', slot: o }] : [];
-}
-
-/** Is the other slot a complete copy of `snapshot` (a rollback target: switch without download)? */
-function inOtherSlot(v: StoreView, snapshot: string): boolean {
-  const o = v[otherSlot(v.active)];
-  return o.snapshot === snapshot && o.size === o.stored && ['staged', 'good', 'bad'].includes(o.state);
-}
-
-function windowMs(t: Target): number {
-  return Math.round(t.trial.window_s * 1000);
-}
-
-function fresh(d: DesiredTarget): Partial<MachineState> {
-  return { generation: d.generation, rollout: d.rollout, lastFailure: null, resumes: 0, trial: null, pending: null };
-}
-
-/**
- * Accepts a desired document in a rest phase (or after aborting an unfinished install): nothing to
- * do, re-verify and switch to the other slot, or download.
- */
-function accept(s: MachineState, d: DesiredTarget, v: StoreView, before: Effect[]): StepResult {
-  if (activeSnapshot(v) === d.snapshot && !v.trial) {
-    const t = { ...newTarget(d, v), slot: v.active };
-    return go(s, 'committed', { ...fresh(d), target: t, progress: null }, before);
-  }
-  const t = newTarget(d, v);
-  if (inOtherSlot(v, d.snapshot)) {
-    // Rollback path: the bytes are already here. Re-check their digest (bit rot) and switch.
-    return go(s, 'verifying', { ...fresh(d), target: t, progress: { bytes: d.size, total: d.size } }, [
-      ...before,
-      { type: 'verify', slot: t.slot, size: t.size, sha256: t.sha256 },
-    ]);
-  }
-  return go(s, 'downloading', { ...fresh(d), target: t, progress: { bytes: 0, total: d.size } }, [
-    ...before,
-    {
-      type: 'prepare-slot',
-      slot: t.slot,
-      snapshot: t.snapshot,
-      manifest: d.manifest,
-      size: d.size,
-      generation: d.generation,
-    },
-    { type: 'download', slot: t.slot, snapshot: t.snapshot, size: t.size, offset: 0 },
-  ]);
-}
-
-/** A failure before the switch: back to idle, the current slot keeps running, no half-written slot. */
-function abandon(s: MachineState, f: Failure, extra: Effect[] = []): StepResult {
-  const t = target(s);
-  return go(
-    s,
-    'idle',
-    { lastFailure: f, progress: null, resumes: 0 },
-    [{ type: 'cancel-download' }, ...extra, { type: 'clean-slot', slot: t.slot }],
-    f,
-  );
-}
-
-function revert(s: MachineState, f: Failure | null, patch: Partial<MachineState> = {}): StepResult {
-  const next = { ...s, ...patch };
-  return go(
-    s,
-    'reverting',
-    { ...patch, lastFailure: f },
-    [
-      { type: 'cancel-trial-timer' },
-      { type: 'stop-runtime' },
-      { type: 'revert', markBad: f !== null, generation: next.generation },
-    ],
-    f,
-  );
-}
-
-function commit(s: MachineState): StepResult {
-  return go(s, 'committed', { lastFailure: null }, [{ type: 'cancel-trial-timer' }, { type: 'commit' }]);
-}
-
-function enterTrial(s: MachineState, now: number, connected: boolean): StepResult {
-  const t = target(s);
-  return go(s, 'trial', { trial: { startedAt: now, connected, gates: {}, passed: false } }, [
-    { type: 'start-runtime', slot: t.slot, trial: { spec: t.trial, startedAt: now } },
-    { type: 'start-trial-timer', ms: windowMs(t) },
-  ]);
-}
-
-const GATE_CODES: Record<GateName, ErrorCode> = {
-  health: 'FG_HEALTH_GATE_FAILED',
-  telemetry: 'FG_TELEMETRY_GATE_FAILED',
-  behavior: 'FG_BEHAVIOR_GATE_FAILED',
-};
-
-/** Every gate the trial spec configures has passed (vacuously true without gates), or the runtime said pass. */
-function gatesPassed(s: MachineState): boolean {
-  const t = target(s);
-  const trial = s.trial;
-  if (!trial) return false;
-  if (trial.passed) return true;
-  return (['health', 'telemetry', 'behavior'] as const).every((g) => !t.trial[g] || trial.gates[g] === 'pass');
-}
-
-const sameTarget = (s: MachineState, e: DesiredEvent) => s.target?.snapshot === e.desired.snapshot;
 
 // ---------------------------------------------------------------------------------------------
 // THE table. Order matters: the first row whose phase, event and guard match is taken.
@@ -310,7 +135,8 @@ export const TABLE: readonly Transition[] = [
   row({
     from: PRE,
     on: 'desired',
-    to: ACCEPT,
+    // The unfinished target's slot is emptied first, so the new one is never "in the other slot".
+    to: ['committed', 'downloading'],
     // Superseded before the switch: drop the unfinished target, then handle the new one.
     run: (s, e) => {
       const t = target(s);
@@ -507,10 +333,8 @@ export const TABLE: readonly Transition[] = [
     on: 'trial-elapsed',
     to: 'reverting',
     run: (s) => {
-      const open = (['health', 'telemetry', 'behavior'] as const).filter(
-        (g) => target(s).trial[g] && s.trial?.gates[g] !== 'pass',
-      );
-      return revert(s, failure('FG_TRIAL_INCONCLUSIVE', `no pass by the end of the window: ${open.join(', ')}`, s));
+      const open = openGates(s).join(', ');
+      return revert(s, failure('FG_TRIAL_INCONCLUSIVE', `no pass by the end of the window: ${open}`, s));
     },
   }),
   row({ from: ['trial'], on: 'failure', to: 'reverting', run: (s, e) => revert(s, e.failure) }),
@@ -558,34 +382,7 @@ export const TABLE: readonly Transition[] = [
     run: (s, e) =>
       abandon(s, failure('FG_UPDATE_LOOP', `${s.resumes + 1} agent starts while ${s.phase}`, s), startRuntime(e.store)),
   }),
-  row({
-    from: ['downloading'],
-    on: 'boot',
-    to: 'same',
-    run: (s, e) => {
-      const t = target(s);
-      const slot = e.store[t.slot];
-      const prepared = slot.snapshot === t.snapshot && slot.state === 'downloading';
-      const offset = prepared ? slot.stored : 0;
-      const prepare: Effect[] = prepared
-        ? []
-        : [
-            {
-              type: 'prepare-slot',
-              slot: t.slot,
-              snapshot: t.snapshot,
-              manifest: new Uint8Array(Buffer.from(t.manifest, 'base64')),
-              size: t.size,
-              generation: t.generation,
-            },
-          ];
-      return go(s, 'downloading', { resumes: s.resumes + 1, progress: { bytes: offset, total: t.size } }, [
-        ...startRuntime(e.store),
-        ...prepare,
-        { type: 'download', slot: t.slot, snapshot: t.snapshot, size: t.size, offset },
-      ]);
-    },
-  }),
+  row({ from: ['downloading'], on: 'boot', to: 'same', run: resumeDownload }),
   row({
     from: ['verifying'],
     on: 'boot',
@@ -641,20 +438,7 @@ export const TABLE: readonly Transition[] = [
     // Boot-count style: a snapshot that takes the agent down still reverts (DESIGN.md).
     run: (s, e) => revert(s, failure('FG_AGENT_START_LOOP', `${e.agentStarts} agent starts during the trial`, s)),
   }),
-  row({
-    from: ['trial'],
-    on: 'boot',
-    to: 'same',
-    run: (s, e) => {
-      const t = target(s);
-      const trial = s.trial ?? { startedAt: e.now, connected: false, gates: {}, passed: false };
-      const left = Math.max(0, trial.startedAt + windowMs(t) - e.now);
-      return go(s, 'trial', { trial: { ...trial, connected: trial.connected || e.connected } }, [
-        { type: 'start-runtime', slot: t.slot, trial: { spec: t.trial, startedAt: trial.startedAt } },
-        { type: 'start-trial-timer', ms: left },
-      ]);
-    },
-  }),
+  row({ from: ['trial'], on: 'boot', to: 'same', run: resumeTrial }),
   row({
     from: ['reverting'],
     on: 'boot',
