@@ -315,6 +315,14 @@ export const TABLE: readonly Transition[] = [
     run: (s) => stay(s, { trial: s.trial ? { ...s.trial, connected: true } : null }, [{ type: 'publish-reported' }]),
   }),
   row({
+    from: ALL,
+    on: 'connectivity',
+    when: { name: 'connected', test: (_s, e) => e.connected },
+    to: 'same',
+    // Reports dropped while offline are not queued: the retained report is refreshed on every reconnect.
+    run: (s) => stay(s, {}, [{ type: 'publish-reported' }]),
+  }),
+  row({
     from: ['trial'],
     on: 'trial-elapsed',
     when: { name: 'broker never reached', test: (s) => s.trial?.connected !== true },

@@ -375,6 +375,14 @@ const cases: Case[] = [
   },
   {
     row: 31,
+    name: 'reconnected: the retained report is refreshed',
+    state: at('downloading'),
+    event: { type: 'connectivity', connected: true },
+    to: 'downloading',
+    effects: [...R],
+  },
+  {
+    row: 32,
     name: 'window over, broker never reached',
     state: at('trial', { trial: { startedAt: NOW, connected: false, gates: {}, passed: true } }),
     event: { type: 'trial-elapsed' },
@@ -382,7 +390,7 @@ const cases: Case[] = [
     effects: [...REVERT],
   },
   {
-    row: 32,
+    row: 33,
     name: 'window over, no gates configured',
     state: at('trial'),
     event: { type: 'trial-elapsed' },
@@ -390,26 +398,26 @@ const cases: Case[] = [
     effects: [...COMMIT],
   },
   {
-    row: 33,
+    row: 34,
     name: 'window over, a gate inconclusive',
     state: at('trial', { target: { ...TARGET, trial: { ...TRIAL, health: 'runtime_healthy' } } }),
     event: { type: 'trial-elapsed' },
     to: 'reverting',
     effects: [...REVERT],
   },
-  { row: 34, name: 'failure in the trial', state: at('trial'), event: F, to: 'reverting', effects: [...REVERT] },
+  { row: 35, name: 'failure in the trial', state: at('trial'), event: F, to: 'reverting', effects: [...REVERT] },
   {
-    row: 35,
+    row: 36,
     name: 'revert done',
     state: at('reverting'),
     event: { type: 'revert-done' },
     to: 'reverted',
     effects: ['publish-event', 'start-runtime', 'publish-reported'],
   },
-  { row: 36, name: 'revert failed', state: at('reverting'), event: F, to: 'reverting', effects: ['log'] },
-  { row: 37, name: 'failure at rest', state: at('committed'), event: F, to: 'committed', effects: [...P] },
+  { row: 37, name: 'revert failed', state: at('reverting'), event: F, to: 'reverting', effects: ['log'] },
+  { row: 38, name: 'failure at rest', state: at('committed'), event: F, to: 'committed', effects: [...P] },
   {
-    row: 38,
+    row: 39,
     name: 'boot: commit unfinished',
     state: at('committed'),
     event: BOOT(view({ trial: true })),
@@ -417,7 +425,7 @@ const cases: Case[] = [
     effects: ['commit', 'start-runtime', 'publish-reported'],
   },
   {
-    row: 39,
+    row: 40,
     name: 'boot at rest',
     state: at('idle'),
     event: BOOT(),
@@ -425,7 +433,7 @@ const cases: Case[] = [
     effects: ['start-runtime', 'publish-reported'],
   },
   {
-    row: 39,
+    row: 40,
     name: 'boot at rest cleans a half-written slot',
     state: at('idle'),
     event: BOOT(view({ A: { snapshot: Y.id, state: 'downloading', stored: 10, size: 7000 } })),
@@ -433,7 +441,7 @@ const cases: Case[] = [
     effects: ['clean-slot', 'start-runtime', 'publish-reported'],
   },
   {
-    row: 40,
+    row: 41,
     name: 'boot: resume loop',
     state: at('verifying', { resumes: 5 }),
     event: BOOT(),
@@ -441,7 +449,7 @@ const cases: Case[] = [
     effects: ['publish-event', 'cancel-download', 'start-runtime', 'clean-slot', 'publish-reported'],
   },
   {
-    row: 41,
+    row: 42,
     name: 'boot: resume the download',
     state: at('downloading'),
     event: BOOT(view({ A: { snapshot: Y.id, state: 'downloading', stored: 3000, size: 7000 } })),
@@ -449,7 +457,7 @@ const cases: Case[] = [
     effects: ['start-runtime', 'download', 'publish-reported'],
   },
   {
-    row: 41,
+    row: 42,
     name: 'boot: prepare the slot again',
     state: at('downloading'),
     event: BOOT(),
@@ -457,7 +465,7 @@ const cases: Case[] = [
     effects: ['start-runtime', 'prepare-slot', 'download', 'publish-reported'],
   },
   {
-    row: 42,
+    row: 43,
     name: 'boot: verify again',
     state: at('verifying'),
     event: BOOT(),
@@ -465,7 +473,7 @@ const cases: Case[] = [
     effects: ['start-runtime', 'verify', 'publish-reported'],
   },
   {
-    row: 43,
+    row: 44,
     name: 'boot: stage again and go on',
     state: at('staged'),
     event: BOOT(),
@@ -473,7 +481,7 @@ const cases: Case[] = [
     effects: ['start-runtime', 'stage', 'continue', 'publish-reported'],
   },
   {
-    row: 44,
+    row: 45,
     name: 'boot: switched, too many starts',
     state: at('switching'),
     event: BOOT(SWITCHED, 4),
@@ -481,7 +489,7 @@ const cases: Case[] = [
     effects: [...REVERT],
   },
   {
-    row: 45,
+    row: 46,
     name: 'boot: switched',
     state: at('switching'),
     event: BOOT(SWITCHED, 1),
@@ -489,7 +497,7 @@ const cases: Case[] = [
     effects: ['publish-event', 'start-runtime', 'start-trial-timer', 'publish-reported'],
   },
   {
-    row: 46,
+    row: 47,
     name: 'boot: switch again',
     state: at('switching'),
     event: BOOT(),
@@ -497,7 +505,7 @@ const cases: Case[] = [
     effects: ['switch', 'publish-reported'],
   },
   {
-    row: 47,
+    row: 48,
     name: 'boot: too many starts in the trial',
     state: at('trial'),
     event: BOOT(SWITCHED, 4),
@@ -505,7 +513,7 @@ const cases: Case[] = [
     effects: [...REVERT],
   },
   {
-    row: 48,
+    row: 49,
     name: 'boot: resume the trial',
     state: at('trial'),
     event: BOOT(SWITCHED, 2),
@@ -513,7 +521,7 @@ const cases: Case[] = [
     effects: ['start-runtime', 'start-trial-timer', 'publish-reported'],
   },
   {
-    row: 49,
+    row: 50,
     name: 'boot: revert was done',
     state: at('reverting'),
     event: BOOT(view({ B: { snapshot: X.id, state: 'active', stored: 5000, size: 5000 } })),
@@ -521,7 +529,7 @@ const cases: Case[] = [
     effects: ['publish-event', 'start-runtime', 'publish-reported'],
   },
   {
-    row: 50,
+    row: 51,
     name: 'boot: revert again',
     state: at('reverting'),
     event: BOOT(SWITCHED),
