@@ -115,8 +115,14 @@ export function checkPlan(text: string): { plan: Plan | null; issues: PlanIssue[
   if (r.success) return { plan: r.data, issues: [] };
   const issues = r.error.issues.map((i) => {
     const unknownKey = i.code === 'unrecognized_keys';
-    const withKey = unknownKey ? { ...i, path: [...i.path, i.keys[0] as string] } : i;
-    return issueOf(doc, lc, withKey as z.core.$ZodIssue, unknownKey || /^Unrecognized key/.test(i.message));
+    const withKey = unknownKey
+      ? { ...i, path: [...i.path, i.keys[0] as string] }
+      : i.code === 'invalid_key'
+        ? { ...i, message: i.issues[0]?.message ?? i.message }
+        : i;
+    // Unknown keys and badly named keys (gate names) point at the key, not at its value.
+    const atKey = unknownKey || i.code === 'invalid_key' || /^Unrecognized key/.test(i.message);
+    return issueOf(doc, lc, withKey as z.core.$ZodIssue, atKey);
   });
   issues.sort((a, b) => a.line - b.line || a.column - b.column);
   return { plan: null, issues };
