@@ -58,7 +58,8 @@ export function computeDrift(i: DriftInput): DriftFinding[] {
     out.push({ kind: 'unassigned_snapshot', since: i.now, detail: `runs ${short(active)}, never assigned to it` });
   }
   const slot = r.slots[r.active_slot];
-  if (SETTLED_PHASES.has(r.phase) && !RUNNABLE_SLOT_STATES.has(slot.state)) {
+  // A fresh gateway runs nothing yet (active slot empty, idle): that is not drift; `unconverged` covers an assigned one.
+  if (SETTLED_PHASES.has(r.phase) && slot.snapshot !== null && !RUNNABLE_SLOT_STATES.has(slot.state)) {
     out.push({
       kind: 'unexpected_slot',
       since: i.now,

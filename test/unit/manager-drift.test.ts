@@ -54,6 +54,21 @@ describe('computeDrift (desired vs reported)', () => {
     ],
     ['never reported, past the deadline', { reported: null }, ['unconverged']],
     ['never reported, nothing assigned', { reported: null, desired: null }, []],
+    [
+      'a fresh gateway: idle, active slot empty, nothing assigned',
+      {
+        reported: reported(
+          {
+            phase: 'idle',
+            target: null,
+            slots: { A: { snapshot: null, state: 'empty' }, B: { snapshot: null, state: 'empty' } },
+          },
+          null,
+        ),
+        desired: null,
+      },
+      [],
+    ],
     ['runs a snapshot never assigned to it', { reported: reported({}, S3), desired: null }, ['unassigned_snapshot']],
     [
       'runs an unassigned snapshot instead of its target',
