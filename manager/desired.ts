@@ -13,7 +13,8 @@
 import type { Logger } from 'pino';
 import { signDesired } from '../protocol/desired.js';
 import type { SigningKey } from '../protocol/keys.js';
-import type { DesiredDocument, TrialSpec } from '../protocol/messages.js';
+import { type DesiredDocument, TrialSpec } from '../protocol/messages.js';
+import { FleetgateError } from '../protocol/result.js';
 import { deviceTopic } from '../protocol/topics.js';
 import type { AssignOptions, Clock, DesiredRecord, DeviceRecord } from './fleet-types.js';
 import { nextGeneration } from './generation.js';
@@ -26,6 +27,16 @@ export const DEFAULT_TRIAL: TrialSpec = {
   max_agent_starts: 3,
 };
 export const DEFAULT_DESIRED_TTL_MS = 24 * 3600_000;
+
+/** The default trial with the given fields over it (undefined fields keep the default). FG_REQUEST_INVALID if the result is not a TrialSpec. */
+export function mergeTrial(base: TrialSpec, over: Partial<TrialSpec> | undefined): TrialSpec {
+  const defined = Object.fromEntries(Object.entries(over ?? {}).filter(([, v]) => v !== undefined));
+  const r = TrialSpec.safeParse({ ...base, ...defined });
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const at = ['trial', ...(issue?.path ?? []).map(String)].join('.');
+  throw FleetgateError.of('FG_REQUEST_INVALID', `${at}: ${issue?.message ?? 'invalid'}`, at);
+}
 
 export interface DesiredPublisherOptions {
   readonly store: Store;
@@ -56,7 +67,7 @@ export class DesiredPublisher {
   /** Signs and stores one new generation per device in one transaction. Publishing is separate (publishMany). */
   assign(devices: readonly DeviceRecord[], snapshot: StoredSnapshot, opts: AssignOptions = {}): DesiredRecord[] {
     const { store, clock } = this.opts;
-    const trial: TrialSpec = { ...this.defaultTrial, ...(opts.trial ?? {}) };
+    const trial = mergeTrial(this.defaultTrial, opts.trial);
     const ttl = opts.ttlMs ?? this.ttlMs;
     const rollout = opts.rollout ?? null;
     const stage = opts.stage ?? null;

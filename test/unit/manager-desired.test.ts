@@ -90,6 +90,17 @@ describe('desired publisher', () => {
     expect(t.store.desired.get('gw-1')?.generation).toBe(clock.now());
   });
 
+  it('a trial override keeps the defaults it does not name; an invalid one is refused before anything is signed', () => {
+    const [rec] = pub.assign([device('gw-1')], repo.resolve(b1.id), {
+      trial: { window_s: 5, health: 'runtime_healthy' },
+    });
+    expect(rec!.trial).toEqual({ ...DEFAULT_TRIAL, window_s: 5, health: 'runtime_healthy' });
+    expect(() => pub.assign([device('gw-2')], repo.resolve(b1.id), { trial: { window_s: -1 } })).toThrow(
+      expect.objectContaining({ code: 'FG_REQUEST_INVALID', at: 'trial.window_s' }),
+    );
+    expect(t.store.desired.get('gw-2')).toBeNull();
+  });
+
   it('every assign is a new, larger generation, even for the same target in the same millisecond', () => {
     const g1 = pub.assign([device('gw-1')], repo.resolve(b1.id))[0]!.generation;
     const g2 = pub.assign([device('gw-1')], repo.resolve(b1.id))[0]!.generation;
