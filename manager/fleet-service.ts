@@ -112,7 +112,7 @@ export interface FleetServiceApi {
   /** Flushes ingestion, stops timers, ends the link (a client passed in is not ended) and closes the store. */
   stop(): Promise<void>;
 
-  /** FG_DEVICE_ID_INVALID, FG_DEVICE_EXISTS, FG_CONFIG_INVALID. */
+  /** FG_DEVICE_ID_INVALID, FG_DEVICE_EXISTS, FG_REQUEST_INVALID (field named in `at`). */
   addDevice(input: AddDeviceInput, opts?: { brokerUrl?: string; dataDir?: string }): Promise<AddDeviceResult>;
   /** New secret (the old one stops working at once); returns a fresh config. FG_DEVICE_NOT_FOUND. */
   rotateSecret(id: string, opts?: { brokerUrl?: string; dataDir?: string }): Promise<AddDeviceResult>;
