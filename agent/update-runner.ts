@@ -29,8 +29,11 @@ export interface UpdateRunnerOptions {
   readonly clock: Clock;
   readonly link: Link;
   readonly logger: Logger;
-  /** Session counter of the link (Sparkplug-style), copied into reports and events. */
-  readonly session?: number;
+  /**
+   * Session counter of the link (Sparkplug-style), copied into reports and events. A function is
+   * read at each publish (the link's session grows on every reconnect); event `seq` restarts with it.
+   */
+  readonly session?: number | (() => number);
   /** Added to the trial window before the runner's own deadline fires: the runtime's trial decision comes first. */
   readonly trialGraceMs?: number;
   /** A runtime start or stop that takes longer is a failure (FG_RUNTIME_HUNG). */
@@ -50,14 +53,16 @@ export class UpdateRunner {
   private trialTimer: unknown = null;
   private downloadToken = 0;
   private eventSeq = 0;
+  private eventSession = -1;
   private readonly log: Logger;
-  private readonly session: number;
+  private readonly sessionOf: () => number;
   private readonly trialGraceMs: number;
   private readonly runtimeTimeoutMs: number;
 
   constructor(private readonly o: UpdateRunnerOptions) {
     this.log = o.logger;
-    this.session = o.session ?? 0;
+    const session = o.session ?? 0;
+    this.sessionOf = typeof session === 'function' ? session : () => session;
     this.trialGraceMs = o.trialGraceMs ?? 30_000;
     this.runtimeTimeoutMs = o.runtimeTimeoutMs ?? 60_000;
   }
@@ -429,15 +434,20 @@ export class UpdateRunner {
       rollout: s.rollout,
       progress: s.phase === 'downloading' ? s.progress : null,
       last_failure: s.lastFailure,
-      session: this.session,
+      session: this.sessionOf(),
       ts: this.o.clock.now(),
     };
   }
 
   private eventMessage(e: Extract<Effect, { type: 'publish-event' }>): EventMessage {
     const s = this.state;
+    const session = this.sessionOf();
+    if (session !== this.eventSession) {
+      this.eventSession = session;
+      this.eventSeq = 0;
+    }
     const msg: EventMessage = {
-      session: this.session,
+      session,
       seq: ++this.eventSeq,
       ts: this.o.clock.now(),
       generation: s.generation,

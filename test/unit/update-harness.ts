@@ -38,6 +38,10 @@ export class Device {
   runner!: UpdateRunner;
   store!: SlotStore;
   boots = 0;
+  /** The link's session counter, read by the runner at each publish. */
+  session = 1;
+  /** Bytes per chunk the fake chunk server sends. */
+  chunkSize = 1000;
   crashes = 0;
   crashWhen: CrashPredicate | null = null;
   /** How many times `crashWhen` may fire (a predicate that limits itself may set Infinity). */
@@ -86,7 +90,7 @@ export class Device {
     const store = this.store;
     this.runtime = new FakeRuntime(() => store);
     const mode = this.downloader?.mode;
-    this.downloader = new FakeDownloader(this.served, 1000);
+    this.downloader = new FakeDownloader(this.served, this.chunkSize);
     if (mode) this.downloader.mode = mode;
     this.runner = new UpdateRunner({
       store,
@@ -95,6 +99,7 @@ export class Device {
       clock: this.clock,
       link: this.link,
       logger: pino({ level: 'silent' }),
+      session: () => this.session,
       trialGraceMs: 5000,
       runtimeTimeoutMs: 10_000,
     });

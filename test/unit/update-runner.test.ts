@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Phase } from '../../agent/update-types.js';
-import type { SlotName, SlotState } from '../../protocol/messages.js';
+import { EventMessage, ReportedMessage, type SlotName, type SlotState } from '../../protocol/messages.js';
 import { err } from '../../protocol/result.js';
 import type { Payload } from './agent-fakes.js';
 import { Device, TRIAL, X, Y, Z } from './update-harness.js';
@@ -509,5 +509,55 @@ describe('update runner', () => {
       expect(last.active_slot).toBe(c.expect.active);
     }
     c.check?.(d);
+  });
+});
+
+describe('update runner: what it publishes', () => {
+  it('every report and event matches its topic schema; event seq counts per session', async () => {
+    const d = new Device();
+    try {
+      await d.boot();
+      await d.send(X, 1);
+      d.session = 2;
+      await d.advance(END);
+      for (const m of d.link.reported) expect(ReportedMessage.safeParse(m).success).toBe(true);
+      for (const m of d.link.events) expect(EventMessage.safeParse(m).success).toBe(true);
+      expect(d.link.events.map((e) => [e.session, e.seq])).toEqual([
+        [1, 1],
+        [1, 2],
+        [1, 3],
+        [1, 4],
+        [1, 5],
+        [2, 1],
+      ]);
+      expect(d.link.reported.at(-1)).toMatchObject({
+        generation: 1,
+        active_slot: 'B',
+        slots: { A: { snapshot: null, state: 'empty' }, B: { snapshot: X.id, state: 'active' } },
+        phase: 'committed',
+        target: X.id,
+        rollout: 'r1',
+        progress: null,
+        last_failure: null,
+        session: 2,
+      });
+    } finally {
+      d.cleanup();
+    }
+  });
+
+  it('reports download progress in tenths, not per chunk', async () => {
+    const d = new Device();
+    try {
+      d.chunkSize = 100;
+      await d.boot();
+      d.downloader.mode = { kind: 'hang', at: 1200 };
+      await d.send(X, 1);
+      expect(d.runner.current.progress).toEqual({ bytes: 1200, total: 5000 });
+      const progress = d.link.reported.filter((r) => r.phase === 'downloading').map((r) => r.progress?.bytes);
+      expect(progress).toEqual([0, 500, 1000]);
+    } finally {
+      d.cleanup();
+    }
   });
 });
