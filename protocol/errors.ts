@@ -301,13 +301,13 @@ export const ERRORS = {
   },
   FG_DEVICE_OFFLINE: { category: 'offline', message: "the device stayed offline past the plan's offline_after" },
   FG_DEVICE_REVERTED: { category: 'switch', message: 'the device reverted without reporting a failure' },
+  FG_INTERNAL: { category: 'internal', message: 'internal error' },
   // --- simulator (H9) ---
   FG_PROFILE_INVALID: {
     category: 'input',
     message: 'simulator fault profile is not valid',
     hint: 'The message names the field and its line; docs/simulator.md lists every selector and fault of a profile.',
   },
-  FG_INTERNAL: { category: 'internal', message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
