@@ -220,10 +220,20 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   }
 
   const persistence = new IndexedPersistence();
+  /** Reads as empty and forgets every write: aedes' per-client dedupe never matches. */
+  const NO_DEDUPE = new Proxy(Object.create(null) as Record<string, number>, {
+    get: () => undefined,
+    set: () => true,
+  });
   const aedes = new Aedes({
     ...AEDES_TUNING,
     persistence,
     preConnect: (client, packet, callback) => {
+      // aedes drops a packet whose broker counter is not above the last one it delivered to this
+      // client (a guard against cluster duplicates). Retained messages are stored asynchronously,
+      // so a retained QoS 0 publish can be overtaken by the next one and then dropped as a
+      // "duplicate": lost health and telemetry. One broker has no cluster duplicates: switch it off.
+      (client as unknown as { duplicates: Record<string, number> }).duplicates = NO_DEDUPE;
       // The will is checked against the principal in authenticate, which does not see the packet.
       if (packet.will) wills.set(client, packet.will);
       callback(null, true);

@@ -122,3 +122,21 @@ describe('retained messages through the broker', () => {
     expect(p.retainedWork.nodesVisited - before.nodesVisited).toBe(0);
   });
 });
+
+describe('live delivery of a retained QoS 0 message followed at once by another publish', () => {
+  it('a subscriber receives every health message even when the next publish overtakes its retained store', async () => {
+    const device = await connect(tb.url, 'gw-1');
+    const got = collect(manager);
+    await manager.subscribeAsync(`${PREFIX}/devices/+/health`, { qos: 0 });
+    await manager.subscribeAsync(`${PREFIX}/devices/+/events`, { qos: 1 });
+    // Health is retained QoS 0; an agent publishes an event right after it.
+    for (let i = 0; i < 50; i++) {
+      await device.publishAsync(dev('gw-1', 'health'), JSON.stringify({ i }), { qos: 0, retain: true });
+      await device.publishAsync(dev('gw-1', 'events'), JSON.stringify({ i }), { qos: 0 });
+    }
+    await until(() => got.length >= 100, 3000).catch(() => undefined);
+    await sleep(100);
+    expect(got.filter((m) => m.topic.endsWith('/health')).length).toBe(50);
+    expect(got.filter((m) => m.topic.endsWith('/events')).length).toBe(50);
+  });
+});
