@@ -134,7 +134,7 @@ export class Agent {
       clock: this.clock,
       link,
       logger: this.log,
-      session: this.link.session,
+      session: () => this.link.session,
       ...(parts.trialGraceMs === undefined ? {} : { trialGraceMs: parts.trialGraceMs }),
     });
   }
