@@ -173,6 +173,32 @@ export const ERRORS = {
     message: 'another manager is running on this data dir',
     hint: 'Stop it first (SIGTERM), or use another data_dir. If it is gone, remove the stale <data_dir>/manager.json.',
   },
+  // --- operator auth, dashboard and CLI waits (H7b) ---
+  FG_OPERATOR_TOKEN_MISSING: {
+    category: 'auth',
+    message: 'this endpoint needs the operator token',
+    hint: 'Send `Authorization: Bearer <token>`. The CLI reads --token, FLEETGATE_TOKEN or <data_dir>/operator-token; the dashboard asks for it (key button). It was printed once at the first start; `fleetgate token rotate --data-dir DIR` makes a new one.',
+  },
+  FG_OPERATOR_TOKEN_INVALID: {
+    category: 'auth',
+    message: 'the operator token was not accepted',
+    hint: 'Use the current token from <data_dir>/operator-token (or FLEETGATE_TOKEN). If it was rotated or lost, run `fleetgate token rotate --data-dir DIR` on the manager host.',
+  },
+  FG_STREAM_LIMIT: {
+    category: 'offline',
+    message: 'too many live dashboard streams are open',
+    hint: 'Close dashboard tabs you do not need; each open dashboard holds one stream. The limit protects the manager.',
+  },
+  FG_WAIT_TIMEOUT: {
+    category: 'timeout',
+    message: 'devices did not finish the update before the wait ended',
+    hint: 'The update goes on; only the waiting stopped. Check `fleetgate device show ID` and `fleetgate events --device ID`, or wait longer with --timeout.',
+  },
+  FG_UPDATE_NOT_COMMITTED: {
+    category: 'rejected',
+    message: 'devices did not commit the assigned snapshot',
+    hint: 'Each device named above reverted or failed with the category shown; read `fleetgate device show ID` and `fleetgate events --device ID`, fix the snapshot and assign again.',
+  },
   // --- manager domain core (H6) ---
   FG_DEVICE_EXISTS: { category: 'conflict', message: 'a device with this id is already registered' },
   FG_DEVICE_NOT_FOUND: {
