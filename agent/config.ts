@@ -61,7 +61,10 @@ export function parseAgentConfig(raw: unknown, baseDir: string): AgentConfig {
   const r = AgentConfigSchema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];
-    const at = issue?.path.map(String).join('.') || '(root)';
+    const path = issue?.path.map(String) ?? [];
+    // An unknown key sits on its parent's path: name the key itself, that is what the operator typed.
+    if (issue?.code === 'unrecognized_keys' && issue.keys[0]) path.push(issue.keys[0]);
+    const at = path.join('.') || '(root)';
     throw FleetgateError.of('FG_CONFIG_INVALID', `${at}: ${issue?.message ?? 'invalid'}`, at);
   }
   const cfg = r.data;
