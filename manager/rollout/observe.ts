@@ -3,16 +3,11 @@
  * behaviour signals, connection changes, and the outcome of the assign effects it ran.
  */
 import { isFailureCategory } from '../../protocol/errors.js';
+import { isFinal, isStarted, SETTLED_PHASES } from './common.js';
 import type { Draft } from './draft.js';
-import {
-  checkRollbackDone,
-  evaluateHold,
-  failDevice,
-  isFinal,
-  isStarted,
-  SETTLED_PHASES,
-  skipDevice,
-} from './progress.js';
+import { evaluateHold } from './hold.js';
+import { failDevice, skipDevice } from './progress.js';
+import { checkRollbackDone } from './rollback.js';
 import type { DeviceRun, DeviceStatus, RolloutEvent } from './types.js';
 
 type Ev<K extends RolloutEvent['type']> = Extract<RolloutEvent, { type: K }>;

@@ -1,52 +1,19 @@
 /**
  * Stage progress of the rollout engine: starting devices within the rate limit and in-flight
- * cap, timers (deadlines, offline policy, end of hold), judging a stage, stop conditions, and the
- * rollback to the baseline. Called by the handlers of transitions.ts on a Draft; never reads a
- * clock (time is the `now` of the event being handled).
+ * cap, device failures and the stop conditions, judging a stage, moving to the next one. Called
+ * by the handlers of transitions.ts on a Draft; never reads a clock (time is the `now` of the
+ * event being handled).
  */
 import type { FailureCategory } from '../../protocol/errors.js';
-import type { TrialSpec } from '../../protocol/messages.js';
+import { finalCount, finish, isFinal, stagePlan, trialFor } from './common.js';
 import type { Draft } from './draft.js';
-import { addEvidence, evaluateGates } from './gate-eval.js';
-import type { StagePlan } from './plan-types.js';
 import { formatDuration, thresholdCount } from './plan-values.js';
-import { outcomeOf } from './report.js';
-import type { DeviceRun, DeviceStatus, RolloutPhase, StopKind, StopReason } from './types.js';
+import { beginRollback } from './rollback.js';
+import type { DeviceStatus, StopReason } from './types.js';
 
 const RATE_WINDOW_MS = 60_000;
 const IN_FLIGHT: readonly DeviceStatus[] = ['assigned', 'downloading', 'trial'];
 const GATE_CATEGORIES: ReadonlySet<FailureCategory> = new Set(['health_gate', 'telemetry_gate', 'behavior_gate']);
-/** Stops the engine made by itself; resuming after one accepts the failures that caused it. */
-export const AUTOMATIC_STOPS: ReadonlySet<StopKind> = new Set(['canary', 'threshold', 'gate', 'insufficient_evidence']);
-/** Update phases in which a device runs its active slot with nothing in progress. */
-export const SETTLED_PHASES: ReadonlySet<string> = new Set(['idle', 'committed', 'reverted']);
-const LOCAL_GATES = new Set(['health', 'telemetry', 'behavior']);
-
-export function isFinal(s: DeviceStatus): boolean {
-  return s === 'succeeded' || s === 'failed' || s === 'skipped';
-}
-
-export function isStarted(s: DeviceStatus): boolean {
-  return s === 'assigned' || s === 'downloading' || s === 'trial' || s === 'holding';
-}
-
-export function stagePlan(d: Draft, i: number): StagePlan {
-  const p = d.plan.stages[i];
-  if (!p) throw new Error(`rollout ${d.s.id}: no stage ${i} in the plan`);
-  return p;
-}
-
-/** The trial handed to devices: the stage's trial parameters plus the plan's gates as local gates. */
-export function trialFor(d: Draft, i: number): Partial<TrialSpec> {
-  const t: Record<string, unknown> = { ...stagePlan(d, i).trial };
-  if (d.plan.localGates) for (const g of d.plan.gates) if (LOCAL_GATES.has(g.name)) t[g.name] = g.source;
-  return t as Partial<TrialSpec>;
-}
-
-function finalCount(d: Draft, i: number): number {
-  const c = d.stage(i).counts;
-  return c.succeeded + c.failed + c.skipped;
-}
 
 // ---------------------------------------------------------------------------------------------
 // starting
@@ -64,7 +31,7 @@ export function startStage(d: Draft, i: number, now: number): void {
 }
 
 /** Takes a device out because it stayed offline (offline policy skip or fail). */
-function offlineOut(d: Draft, id: string, now: number): void {
+export function offlineOut(d: Draft, id: string, now: number): void {
   if (d.plan.offline.policy === 'skip') {
     skipDevice(d, id, now, `offline for ${formatDuration(d.plan.offline.afterMs)} or more`);
   } else {
@@ -208,102 +175,6 @@ function checkThreshold(d: Draft, i: number, now: number): void {
  * (the gate or its signal producer is wrong, not the snapshot); after the hold, all gates passing
  * on fresh data make the device succeed.
  */
-export function evaluateHold(d: Draft, id: string, now: number, evidence: boolean): void {
-  let dev = d.mustDev(id);
-  if (dev.status !== 'holding') return;
-  const results = evaluateGates(d.plan.gates, dev, { now, snapshot: d.s.snapshot, staleAfterMs: d.plan.staleAfterMs });
-  if (evidence && results.length > 0) {
-    const st = d.stage(dev.stage);
-    const ev = { ...st.evidence };
-    for (const { gate, result } of results) ev[gate.name] = addEvidence(ev[gate.name], id, now, result);
-    d.patchStage(dev.stage, { evidence: ev });
-  }
-  const gates: Record<string, DeviceRun['gates'][string]> = {};
-  for (const { gate, result } of results)
-    gates[gate.name] = { verdict: result.verdict, at: now, missing: result.missing };
-  dev = d.patchDev(id, { gates });
-  const broken = results.find((r) => r.result.error);
-  if (broken?.result.error) {
-    if (d.s.phase === 'running') {
-      const st = d.stage(dev.stage);
-      stop(
-        d,
-        {
-          kind: 'gate_error',
-          at: now,
-          stage: st.name,
-          device: id,
-          category: null,
-          detail: `gate ${broken.gate.name} can not be evaluated on ${id}: ${broken.result.error.message}`,
-        },
-        now,
-      );
-    }
-    return;
-  }
-  const failed = results.find((r) => r.result.verdict === 'fail');
-  if (failed) {
-    const values = Object.entries(failed.result.values)
-      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
-      .join(', ');
-    const code = {
-      health_gate: 'FG_HOLD_HEALTH_GATE',
-      telemetry_gate: 'FG_HOLD_TELEMETRY_GATE',
-      behavior_gate: 'FG_HOLD_BEHAVIOR_GATE',
-    }[failed.gate.category];
-    failDevice(
-      d,
-      id,
-      { category: failed.gate.category, code, detail: `${failed.gate.name}: ${failed.gate.source} (${values})` },
-      now,
-    );
-    return;
-  }
-  if (dev.holdUntil !== null && now >= dev.holdUntil && results.every((r) => r.result.verdict === 'pass')) {
-    d.patchDev(id, { status: 'succeeded', endedAt: now, dueAt: null });
-    d.record('device.succeeded', now, { stage: d.stage(dev.stage).name, device: id });
-  }
-}
-
-/** Deadlines, the offline policy for started devices, and the end of holds, for the current stage. */
-export function stageTimers(d: Draft, now: number): void {
-  const i = d.s.stageIndex;
-  if (i < 0) return;
-  const st = d.stage(i);
-  if (st.phase !== 'starting' && st.phase !== 'holding') return;
-  const plan = d.plan;
-  for (const id of st.devices) {
-    const dev = d.mustDev(id);
-    if (!isStarted(dev.status)) continue;
-    if (!dev.online) {
-      // Deadlines do not run while a device is offline: the offline policy decides instead.
-      if (
-        plan.offline.policy !== 'wait' &&
-        dev.offlineSince !== null &&
-        now - dev.offlineSince >= plan.offline.afterMs
-      ) {
-        offlineOut(d, id, now);
-      }
-      continue;
-    }
-    if (dev.status === 'holding' && dev.holdUntil !== null && now >= dev.holdUntil) {
-      evaluateHold(d, id, now, false);
-      if (isFinal(d.mustDev(id).status)) continue;
-    }
-    if (dev.dueAt !== null && now >= dev.dueAt) {
-      const cur = d.mustDev(id);
-      const missing = Object.entries(cur.gates)
-        .filter(([, g]) => g.verdict !== 'pass')
-        .map(([name, g]) => `${name} ${g.verdict}${g.missing.length ? ` (missing ${g.missing.join(', ')})` : ''}`);
-      const detail =
-        cur.status === 'holding'
-          ? `hold ended without conclusive gate data: ${missing.join('; ') || 'no data'}`
-          : `no progress for ${formatDuration(plan.deadlineMs)} (last phase ${cur.phase ?? 'none reported'})`;
-      failDevice(d, id, { category: 'timeout', code: 'FG_DEVICE_DEADLINE', detail }, now);
-    }
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // stages: judging, completing, stopping
 
@@ -320,6 +191,10 @@ export function advance(d: Draft, now: number): void {
       }
       startStage(d, i + 1, now);
       continue;
+    }
+    if (st.phase === 'holding' && st.counts.pending > 0) {
+      // A device went back to pending (a transient assign failure): start it again.
+      d.patchStage(i, { phase: 'starting' });
     }
     pump(d, now);
     st = d.stage(i);
@@ -366,19 +241,6 @@ function complete(d: Draft, now: number): void {
   finish(d, 'completed', now, `completed: ${ok} device${ok === 1 ? '' : 's'} succeeded`);
 }
 
-export function finish(d: Draft, phase: RolloutPhase, now: number, outcome: string): void {
-  const i = d.s.stageIndex;
-  if (i >= 0 && (d.stage(i).phase === 'starting' || d.stage(i).phase === 'holding')) {
-    d.patchStage(i, { phase: 'stopped', endedAt: now });
-  }
-  d.set('phase', phase);
-  d.set('endedAt', now);
-  d.set('outcome', outcome);
-  d.record(`rollout.${phase}`, now, {}, { outcome });
-  d.emit({ type: 'record-outcome', outcome: outcomeOf(d.s) });
-}
-
-/** An automatic stop: pause (on_failure pause, or a broken gate) or roll back. */
 export function stop(d: Draft, reason: StopReason, now: number): void {
   d.set('stop', reason);
   d.record('rollout.stopped', now, { stage: reason.stage, device: reason.device }, { ...reason });
@@ -387,119 +249,4 @@ export function stop(d: Draft, reason: StopReason, now: number): void {
     return;
   }
   beginRollback(d, now, { flag: true, why: reason.detail });
-}
-
-// ---------------------------------------------------------------------------------------------
-// rollback
-
-/** Every device the rollout assigned, in stage order. */
-export function touchedDevices(d: Draft): string[] {
-  const out: string[] = [];
-  for (let i = 0; i <= d.s.stageIndex && i < d.s.stages.length; i++) {
-    for (const id of d.stage(i).devices) if (d.mustDev(id).assignedAt !== null) out.push(id);
-  }
-  return out;
-}
-
-export function beginRollback(d: Draft, now: number, opts: { flag: boolean; why: string }): void {
-  const i = d.s.stageIndex;
-  if (i >= 0 && (d.stage(i).phase === 'starting' || d.stage(i).phase === 'holding')) {
-    d.patchStage(i, { phase: 'stopped', endedAt: now });
-  }
-  d.set('phase', 'rolling_back');
-  d.set('endedAt', null);
-  d.set('rollbackReason', opts.why);
-  const groups = new Map<string, string[]>();
-  const touched = touchedDevices(d);
-  for (const id of touched) {
-    const dev = d.mustDev(id);
-    if (isStarted(dev.status)) {
-      d.patchDev(id, { status: 'skipped', skipReason: 'rolled back before a verdict', endedAt: now, dueAt: null });
-    }
-    if (dev.baseline === null) {
-      d.patchDev(id, {
-        rollback: { status: 'none', target: null, since: now, dueAt: null, generation: null, endedAt: now },
-      });
-      continue;
-    }
-    // A device that already runs its baseline (it reverted by itself) is confirmed; its desired still changes.
-    const there = dev.active === dev.baseline && dev.phase !== null && SETTLED_PHASES.has(dev.phase);
-    d.patchDev(id, {
-      rollback: {
-        status: there ? 'confirmed' : 'assigned',
-        target: dev.baseline,
-        since: now,
-        dueAt: there ? null : now + d.plan.deadlineMs,
-        generation: null,
-        endedAt: there ? now : null,
-      },
-    });
-    const g = groups.get(dev.baseline) ?? [];
-    g.push(id);
-    groups.set(dev.baseline, g);
-  }
-  if (groups.size > 0) {
-    d.emit({
-      type: 'assign-baseline',
-      rollout: d.s.id,
-      groups: [...groups].map(([snapshot, devices]) => ({ snapshot, devices })),
-      mode: 'new',
-    });
-  }
-  if (opts.flag) d.emit({ type: 'mark-snapshot', snapshot: d.s.snapshot, mark: 'flagged', reason: opts.why });
-  d.record('rollback.started', now, {}, { devices: touched.length, reason: opts.why });
-  checkRollbackDone(d, now);
-}
-
-export function checkRollbackDone(d: Draft, now: number): void {
-  if (d.s.phase !== 'rolling_back' || d.s.rollbackOpen > 0) return;
-  const unconfirmed = touchedDevices(d).filter((id) => d.mustDev(id).rollback?.status === 'unconfirmed');
-  const why = d.s.rollbackReason ?? 'rollback';
-  if (unconfirmed.length > 0) {
-    const list = unconfirmed.slice(0, 5).join(', ') + (unconfirmed.length > 5 ? ', ...' : '');
-    finish(
-      d,
-      'failed',
-      now,
-      `rollback unconfirmed on ${unconfirmed.length} device(s) (${list}); rolled back because: ${why}`,
-    );
-  } else {
-    finish(d, 'rolled_back', now, `rolled back: ${why}`);
-  }
-}
-
-/** Re-sends pending rollback assignments and times out unconfirmed ones. */
-export function rollbackTimers(d: Draft, now: number): void {
-  const groups = new Map<string, string[]>();
-  for (const id of touchedDevices(d)) {
-    const dev = d.mustDev(id);
-    const rb = dev.rollback;
-    if (!rb || rb.target === null) continue;
-    if (rb.status === 'pending') {
-      d.patchDev(id, { rollback: { ...rb, status: 'assigned', dueAt: now + d.plan.deadlineMs } });
-      const g = groups.get(rb.target) ?? [];
-      g.push(id);
-      groups.set(rb.target, g);
-      continue;
-    }
-    if (rb.status !== 'assigned') continue;
-    const offlineOut =
-      !dev.online &&
-      d.plan.offline.policy !== 'wait' &&
-      dev.offlineSince !== null &&
-      now - dev.offlineSince >= d.plan.offline.afterMs;
-    if (offlineOut || (dev.online && rb.dueAt !== null && now >= rb.dueAt)) {
-      d.patchDev(id, { rollback: { ...rb, status: 'unconfirmed', endedAt: now, dueAt: null } });
-      d.record('rollback.unconfirmed', now, { stage: d.stage(dev.stage).name, device: id }, { offline: !dev.online });
-    }
-  }
-  if (groups.size > 0) {
-    d.emit({
-      type: 'assign-baseline',
-      rollout: d.s.id,
-      groups: [...groups].map(([snapshot, devices]) => ({ snapshot, devices })),
-      mode: 'new',
-    });
-  }
-  checkRollbackDone(d, now);
 }

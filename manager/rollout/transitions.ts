@@ -10,21 +10,13 @@
  *   pending|running|paused|rolling_back --abort--> aborted
  *   pending|running|paused|completed|aborted --rollback--> rolling_back
  */
+
+import { AUTOMATIC_STOPS, finish, isStarted, trialFor } from './common.js';
 import type { Draft } from './draft.js';
+import { stageTimers } from './hold.js';
 import { onAssigned, onAssignFailed, onConnection, onReported, onSignals } from './observe.js';
-import {
-  AUTOMATIC_STOPS,
-  advance,
-  beginRollback,
-  checkStop,
-  finish,
-  isStarted,
-  rollbackTimers,
-  stageTimers,
-  startStage,
-  touchedDevices,
-  trialFor,
-} from './progress.js';
+import { advance, checkStop, startStage } from './progress.js';
+import { beginRollback, rollbackTimers, touchedDevices } from './rollback.js';
 import type { EventType, RolloutEvent, RolloutPhase } from './types.js';
 
 type Ev<K extends EventType> = Extract<RolloutEvent, { type: K }>;
@@ -198,6 +190,8 @@ const INTO_ROLLBACK: readonly RolloutPhase[] = ['rolling_back', 'rolled_back', '
 
 export const TRANSITIONS: { readonly [P in RolloutPhase]: TransitionRow } = {
   pending: {
+    // Signals before the start: what devices report on their baseline (gates may read `baseline.X`).
+    signals: { run: onSignals, to: ['pending'] },
     start: { run: start, to: RUNNING_EXITS },
     abort: { run: abort, to: ['aborted'] },
     rollback: { run: rollback, to: INTO_ROLLBACK },

@@ -1,0 +1,55 @@
+/**
+ * Small shared pieces of the rollout engine's handlers: device status classes, the stage plan
+ * and trial of a stage, and ending a rollout (final phase, ledger event, outcome).
+ */
+import type { TrialSpec } from '../../protocol/messages.js';
+import type { Draft } from './draft.js';
+import type { StagePlan } from './plan-types.js';
+import { outcomeOf } from './report.js';
+import type { DeviceStatus, RolloutPhase, StopKind } from './types.js';
+
+/** Stops the engine made by itself; resuming after one accepts the failures that caused it. */
+export const AUTOMATIC_STOPS: ReadonlySet<StopKind> = new Set(['canary', 'threshold', 'gate', 'insufficient_evidence']);
+/** Update phases in which a device runs its active slot with nothing in progress. */
+export const SETTLED_PHASES: ReadonlySet<string> = new Set(['idle', 'committed', 'reverted']);
+const LOCAL_GATES = new Set(['health', 'telemetry', 'behavior']);
+
+export function isFinal(s: DeviceStatus): boolean {
+  return s === 'succeeded' || s === 'failed' || s === 'skipped';
+}
+
+export function isStarted(s: DeviceStatus): boolean {
+  return s === 'assigned' || s === 'downloading' || s === 'trial' || s === 'holding';
+}
+
+export function stagePlan(d: Draft, i: number): StagePlan {
+  const p = d.plan.stages[i];
+  if (!p) throw new Error(`rollout ${d.s.id}: no stage ${i} in the plan`);
+  return p;
+}
+
+/** The trial handed to devices: the stage's trial parameters plus the plan's gates as local gates. */
+export function trialFor(d: Draft, i: number): Partial<TrialSpec> {
+  const t: Record<string, unknown> = { ...stagePlan(d, i).trial };
+  if (d.plan.localGates) for (const g of d.plan.gates) if (LOCAL_GATES.has(g.name)) t[g.name] = g.source;
+  return t as Partial<TrialSpec>;
+}
+
+export function finalCount(d: Draft, i: number): number {
+  const c = d.stage(i).counts;
+  return c.succeeded + c.failed + c.skipped;
+}
+
+export function finish(d: Draft, phase: RolloutPhase, now: number, outcome: string): void {
+  const i = d.s.stageIndex;
+  if (i >= 0 && (d.stage(i).phase === 'starting' || d.stage(i).phase === 'holding')) {
+    d.patchStage(i, { phase: 'stopped', endedAt: now });
+  }
+  d.set('phase', phase);
+  d.set('endedAt', now);
+  d.set('outcome', outcome);
+  d.record(`rollout.${phase}`, now, {}, { outcome });
+  d.emit({ type: 'record-outcome', outcome: outcomeOf(d.s) });
+}
+
+/** An automatic stop: pause (on_failure pause, or a broken gate) or roll back. */
