@@ -155,6 +155,17 @@ export const ERRORS = {
   FG_FILE_READ: { category: 'input', message: 'cannot read file' },
   FG_USAGE: { category: 'input', message: 'invalid command usage' },
   FG_NOT_FOUND: { category: 'not_found', message: 'not found' },
+  // --- external broker files, deployment (H3) ---
+  FG_FILE_WRITE: {
+    category: 'input',
+    message: 'cannot write file',
+    hint: 'Check that the folder exists or can be created and that this user may write there (for mosquitto: the manager user needs write access to broker.mosquitto.out).',
+  },
+  FG_BROKER_RELOAD: {
+    category: 'input',
+    message: 'could not signal mosquitto to reload its password and ACL files',
+    hint: 'broker.mosquitto.pid_file must hold the running mosquitto pid and this user must be allowed to signal it (same user or root). Under systemd use deploy/systemd/fleetgate-mosquitto-reload.path or `systemctl reload mosquitto`.',
+  },
   // --- manager HTTP API and operator CLI (H7) ---
   FG_REQUEST_INVALID: { category: 'input', message: 'request is not valid' },
   FG_MANAGER_UNREACHABLE: {
