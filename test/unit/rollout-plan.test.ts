@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { checkPlan, parsePlan } from '../../manager/rollout/plan.js';
 import {
@@ -379,5 +380,17 @@ describe('plan values', () => {
   test('formatDuration', () => {
     expect(formatDuration(5_400_000)).toBe('1h30m');
     expect(formatDuration(250)).toBe('250ms');
+  });
+});
+
+describe('example plans (examples/plans)', () => {
+  const dir = new URL('../../examples/plans/', import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+  test('there are examples', () => {
+    expect(files).toEqual(expect.arrayContaining(['seed.yaml', 'full.yaml', 'pilot-pause.yaml']));
+  });
+  test.each(files)('%s is a valid plan', (f) => {
+    const r = parsePlan(readFileSync(new URL(f, dir), 'utf8'));
+    expect(r.ok ? 'valid' : `${r.error.message}`).toBe('valid');
   });
 });
