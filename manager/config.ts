@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { LIMITS } from '../protocol/messages.js';
 import { err, ok, type Result } from '../protocol/result.js';
 import { DEFAULT_PREFIX, isValidPrefix } from '../protocol/topics.js';
+import { MosquittoSectionSchema, type MosquittoSettings, resolveMosquittoSection } from './mosquitto-config.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -81,6 +82,8 @@ const ConfigFile = z.strictObject({
       connect_rate_per_second: z.number().positive().optional(),
       /** Use an existing broker instead of embedding one (the manager connects as a client). */
       external: External.optional(),
+      /** With `external`: keep a mosquitto's config, password and ACL files in sync (docs/deployment.md). */
+      mosquitto: MosquittoSectionSchema.optional(),
     })
     .prefault({}),
   keys: z
@@ -125,6 +128,7 @@ export type BrokerConfig =
       readonly caPath?: string;
       readonly advertiseUrl?: string;
       readonly advertiseCaPath?: string;
+      readonly mosquitto?: MosquittoSettings;
     };
 
 /** The resolved configuration: absolute paths, camelCase, defaults applied. */
@@ -174,6 +178,22 @@ export function resolveConfig(
   const dataDir = opts.overrides?.dataDir ? resolve(opts.overrides.dataDir) : abs(c.data_dir);
   const b = c.broker;
   let broker: BrokerConfig;
+  if (b.mosquitto && !b.external) {
+    const where = opts.source ? `${opts.source}: ` : '';
+    return err(
+      'FG_CONFIG_INVALID',
+      `${where}broker.mosquitto: needs broker.external (the manager's own login on mosquitto)`,
+      'broker.mosquitto',
+    );
+  }
+  if (b.mosquitto && !b.external?.password) {
+    const where = opts.source ? `${opts.source}: ` : '';
+    return err(
+      'FG_CONFIG_INVALID',
+      `${where}broker.external.password: broker.mosquitto writes the manager's login into mosquitto's password file`,
+      'broker.external.password',
+    );
+  }
   if (b.external) {
     const e = b.external;
     broker = {
@@ -184,6 +204,7 @@ export function resolveConfig(
       ...(e.ca !== undefined ? { caPath: abs(e.ca) } : {}),
       ...(b.advertise_url !== undefined ? { advertiseUrl: b.advertise_url } : {}),
       ...(b.advertise_ca !== undefined ? { advertiseCaPath: abs(b.advertise_ca) } : {}),
+      ...(b.mosquitto ? { mosquitto: resolveMosquittoSection(b.mosquitto, abs) } : {}),
     };
   } else {
     if (b.tcp === null && !b.tls && !b.ws) {

@@ -95,6 +95,8 @@ export interface FleetServiceOptions {
   readonly scrypt?: { readonly N: number; readonly r: number; readonly p: number };
   /** How long a verified device secret stays cached in the authenticator. Default 10 min. */
   readonly authCacheTtlMs?: number;
+  /** After a device's credential was added, rotated or revoked (e.g. rewrite an external broker's password file). */
+  readonly onCredentialChange?: (device: string) => void;
 }
 
 /** Live notifications for the rollout engine and the dashboard (after the store has the data). */
@@ -210,7 +212,10 @@ export class FleetService implements FleetServiceApi {
       defaultTrialWindowS: defaultTrial.window_s,
       ...(opts.scrypt ? { scrypt: { ...opts.scrypt, keylen: 32 } } : {}),
       latestOf: (id) => this.ingest.get(id),
-      onCredentialChange: (id) => this.authenticator.invalidate(id),
+      onCredentialChange: (id) => {
+        this.authenticator.invalidate(id);
+        opts.onCredentialChange?.(id);
+      },
     });
     this.authenticator = new DeviceAuthenticator({
       lookup: (id) => (this.registry.isLive(id) ? store.devices.getCredential(id) : null),
@@ -445,6 +450,11 @@ export class FleetService implements FleetServiceApi {
   subscribe(listener: (u: FleetUpdate) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Live devices with their mosquitto password entry, for manager/mosquitto-sync.ts. */
+  brokerCredentials(): Array<{ device: string; mosquitto: string | null }> {
+    return this.store.devices.brokerCredentials();
   }
 
   /** Re-checks drift now (the periodic sweep does this too). Returns the devices whose drift changed. */

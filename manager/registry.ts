@@ -20,7 +20,8 @@ import type {
   DeviceRecord,
   DeviceSummary,
 } from './fleet-types.js';
-import type { LatestState, Store } from './store/index.js';
+import { mosquittoPasswordHash } from './mosquitto-config.js';
+import type { LatestState, Store, StoredCredential } from './store/index.js';
 
 const NAME = /^[^\u0000-\u001f\u007f]{1,128}$/;
 const TOKEN = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/;
@@ -101,7 +102,7 @@ export class Registry {
     const now = this.opts.clock.now();
     const device: DeviceRecord = { ...v, created: now };
     const secret = generateSecret();
-    const cred = await hashSecret(v.id, secret, now, this.opts.scrypt ?? DEFAULT_SCRYPT);
+    const cred = await this.hash(v.id, secret, now);
     // Checked again inside the transaction: two concurrent adds of one id race across the await.
     if (!this.opts.store.devices.insert(device, cred)) throw FleetgateError.of('FG_DEVICE_EXISTS', v.id);
     this.live.add(v.id);
@@ -122,7 +123,7 @@ export class Registry {
     const device = this.requireLive(id);
     const now = this.opts.clock.now();
     const secret = generateSecret();
-    const cred = await hashSecret(id, secret, now, this.opts.scrypt ?? DEFAULT_SCRYPT);
+    const cred = await this.hash(id, secret, now);
     this.opts.store.devices.putCredential(cred);
     this.opts.onCredentialChange(id);
     this.opts.store.events.append({
@@ -229,6 +230,15 @@ export class Registry {
       trial: { window_s: this.opts.defaultTrialWindowS },
       telemetry_interval_s: this.opts.telemetryIntervalS ?? 10,
     };
+  }
+
+  /**
+   * The scrypt hash the embedded broker checks, plus the same secret in mosquitto's format: the
+   * secret exists only now, and an external mosquitto needs its own hash (mosquitto-config.ts).
+   */
+  private async hash(id: string, secret: string, now: number): Promise<StoredCredential> {
+    const cred = await hashSecret(id, secret, now, this.opts.scrypt ?? DEFAULT_SCRYPT);
+    return { ...cred, mosquitto: mosquittoPasswordHash(secret) };
   }
 
   private summary(d: DeviceRecord, desiredSnapshot: string | null, drifting: boolean): DeviceSummary {

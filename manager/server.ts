@@ -16,6 +16,7 @@ import type { ManagerConfig } from './config.js';
 import { FleetService, type MqttConnectOptions } from './fleet-service.js';
 import { buildApp } from './http/app.js';
 import { loadOrCreateKeys, MANAGER_PUBLIC_KEY_FILE, RELEASE_KEY_FILE } from './key-files.js';
+import { MosquittoSync } from './mosquitto-sync.js';
 
 export const MANAGER_INFO_FILE = 'manager.json';
 export const VERSION = '0.1.0';
@@ -192,6 +193,8 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       );
     }
 
+    // An external mosquitto keeps its own password file: rewrite it after every credential change.
+    let mosquitto: MosquittoSync | null = null;
     const service = new FleetService({
       store: config.dbPath,
       dataDir: config.dataDir,
@@ -205,9 +208,23 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       },
       logger: logger.child({ component: 'fleet' }),
       maxBundleBytes: config.http.bodyLimit,
+      onCredentialChange: () => mosquitto?.schedule(),
     });
     authenticator = service.authenticator;
     undo.push(() => service.stop());
+    if (b.mode === 'external' && b.mosquitto) {
+      const sync = new MosquittoSync({
+        prefix: config.prefix,
+        settings: b.mosquitto,
+        manager: managerCredentials,
+        credentials: () => service.brokerCredentials(),
+        logger: logger.child({ component: 'mosquitto' }),
+      });
+      mosquitto = sync;
+      undo.push(async () => sync.close());
+      // Before connecting: the files match the store (also after a restore from backup).
+      sync.syncNow();
+    }
     await service.start({ mqtt });
 
     // The health route reports the addresses, known once the API listens.
@@ -276,6 +293,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         // Stop accepting requests first (in-flight ones finish), then flush and close the store
         // (the link publishes `offline`), then the broker.
         await http.close();
+        mosquitto?.close();
         await service.stop();
         if (broker) await broker.close();
         try {

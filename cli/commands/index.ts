@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { register as agent } from './agent.js';
 import { register as assign } from './assign.js';
+import { register as broker } from './broker.js';
 import { register as device } from './device.js';
 import { register as drift } from './drift.js';
 import { register as keys } from './keys.js';
@@ -18,4 +19,5 @@ export const COMMANDS: Array<(program: Command) => void> = [
   drift,
   snapshotRepo,
   agent,
+  broker,
 ];

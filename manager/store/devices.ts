@@ -30,6 +30,8 @@ export interface StoredCredential {
   readonly salt: Uint8Array;
   readonly hash: Uint8Array;
   readonly created: number;
+  /** The secret in mosquitto's `$7$` password-file format (migration 2); null when not known. */
+  readonly mosquitto?: string | null;
 }
 
 export class DeviceRepo {
@@ -41,6 +43,7 @@ export class DeviceRepo {
   private readonly credGet;
   private readonly credPut;
   private readonly credDel;
+  private readonly brokerCreds;
 
   constructor(private readonly db: Db) {
     this.byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE id = ?');
@@ -54,13 +57,18 @@ export class DeviceRepo {
     this.rm = db.prepare('UPDATE devices SET removed = ? WHERE id = ? AND removed IS NULL');
     this.credGet = db.prepare<
       [string],
-      { device: string; params: string; salt: Buffer; hash: Buffer; created: number }
+      { device: string; params: string; salt: Buffer; hash: Buffer; created: number; mosquitto: string | null }
     >('SELECT * FROM credentials WHERE device = ?');
     this.credPut = db.prepare(
-      'INSERT INTO credentials (device, params, salt, hash, created) VALUES (?, ?, ?, ?, ?) ' +
-        'ON CONFLICT (device) DO UPDATE SET params = excluded.params, salt = excluded.salt, hash = excluded.hash, created = excluded.created',
+      'INSERT INTO credentials (device, params, salt, hash, created, mosquitto) VALUES (?, ?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (device) DO UPDATE SET params = excluded.params, salt = excluded.salt, hash = excluded.hash, ' +
+        'created = excluded.created, mosquitto = excluded.mosquitto',
     );
     this.credDel = db.prepare('DELETE FROM credentials WHERE device = ?');
+    this.brokerCreds = db.prepare<[], { device: string; mosquitto: string | null }>(
+      'SELECT d.id AS device, c.mosquitto AS mosquitto FROM devices d JOIN credentials c ON c.device = d.id ' +
+        'WHERE d.removed IS NULL ORDER BY d.id',
+    );
   }
 
   get(id: string): DeviceRecord | null {
@@ -107,10 +115,23 @@ export class DeviceRepo {
       salt: new Uint8Array(r.salt),
       hash: new Uint8Array(r.hash),
       created: r.created,
+      mosquitto: r.mosquitto,
     };
   }
 
   putCredential(c: StoredCredential): void {
-    this.credPut.run(c.device, JSON.stringify(c.params), Buffer.from(c.salt), Buffer.from(c.hash), c.created);
+    this.credPut.run(
+      c.device,
+      JSON.stringify(c.params),
+      Buffer.from(c.salt),
+      Buffer.from(c.hash),
+      c.created,
+      c.mosquitto ?? null,
+    );
+  }
+
+  /** Live devices with their mosquitto password entry (null if unknown), for an external mosquitto. */
+  brokerCredentials(): Array<{ device: string; mosquitto: string | null }> {
+    return this.brokerCreds.all();
   }
 }

@@ -136,6 +136,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    description: "credentials.mosquitto: the secret in mosquitto's $7$ format, for an external mosquitto",
+    sql: `
+      -- PBKDF2-SHA512 in mosquitto's password-file format (manager/mosquitto-config.ts), written at
+      -- enrollment and rotation, when the secret is known; NULL for devices enrolled before.
+      ALTER TABLE credentials ADD COLUMN mosquitto TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0);

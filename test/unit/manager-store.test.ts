@@ -70,7 +70,8 @@ describe('manager store: repositories', () => {
 
   it('credentials hold a hash and salt, never a secret column', () => {
     const cols = t.store.db.prepare("SELECT name FROM pragma_table_info('credentials')").all() as { name: string }[];
-    expect(cols.map((c) => c.name).sort()).toEqual(['created', 'device', 'hash', 'params', 'salt']);
+    // `mosquitto` is a second hash (PBKDF2, mosquitto's format; migration 2), not the secret.
+    expect(cols.map((c) => c.name).sort()).toEqual(['created', 'device', 'hash', 'mosquitto', 'params', 'salt']);
   });
 
   it('events are append-only: UPDATE and DELETE are refused by the store itself', () => {
