@@ -10,6 +10,11 @@ import type { DeviceStatus, RolloutPhase, StopKind } from './types.js';
 
 /** Stops the engine made by itself; resuming after one accepts the failures that caused it. */
 export const AUTOMATIC_STOPS: ReadonlySet<StopKind> = new Set(['canary', 'threshold', 'gate', 'insufficient_evidence']);
+/**
+ * Stops that blame the snapshot: a rollback they cause flags it. Too little evidence (devices
+ * skipped or offline) is not the snapshot's fault.
+ */
+export const FLAGGING_STOPS: ReadonlySet<StopKind> = new Set(['canary', 'threshold', 'gate']);
 /** Update phases in which a device runs its active slot with nothing in progress. */
 export const SETTLED_PHASES: ReadonlySet<string> = new Set(['idle', 'committed', 'reverted']);
 const LOCAL_GATES = new Set(['health', 'telemetry', 'behavior']);

@@ -5,7 +5,7 @@
  * event being handled).
  */
 import type { FailureCategory } from '../../protocol/errors.js';
-import { finalCount, finish, isFinal, stagePlan, trialFor } from './common.js';
+import { FLAGGING_STOPS, finalCount, finish, isFinal, stagePlan, trialFor } from './common.js';
 import type { Draft } from './draft.js';
 import { formatDuration, thresholdCount } from './plan-values.js';
 import { beginRollback } from './rollback.js';
@@ -248,5 +248,5 @@ export function stop(d: Draft, reason: StopReason, now: number): void {
     d.set('phase', 'paused');
     return;
   }
-  beginRollback(d, now, { flag: true, why: reason.detail });
+  beginRollback(d, now, { flag: FLAGGING_STOPS.has(reason.kind), why: reason.detail });
 }

@@ -11,7 +11,7 @@
  *   pending|running|paused|completed|aborted --rollback--> rolling_back
  */
 
-import { AUTOMATIC_STOPS, finish, isStarted, trialFor } from './common.js';
+import { AUTOMATIC_STOPS, FLAGGING_STOPS, finish, isStarted, trialFor } from './common.js';
 import type { Draft } from './draft.js';
 import { stageTimers } from './hold.js';
 import { onAssigned, onAssignFailed, onConnection, onReported, onSignals } from './observe.js';
@@ -102,7 +102,10 @@ function rollback(d: Draft, e: Ev<'rollback'>): void {
     d.set('stop', { kind: 'manual_rollback', at: e.now, stage: st, device: null, category: null, detail: reason });
   }
   d.record('rollout.rollback_requested', e.now, {}, { reason });
-  beginRollback(d, e.now, { flag: auto !== null, why: auto ? `${auto.detail} (${reason})` : reason });
+  beginRollback(d, e.now, {
+    flag: auto !== null && FLAGGING_STOPS.has(auto.kind),
+    why: auto ? `${auto.detail} (${reason})` : reason,
+  });
 }
 
 /**

@@ -314,6 +314,17 @@ stages:
     expect([...f.desired.keys()]).toEqual(['on']);
   });
 
+  test('skip: a canary whose only device is skipped has no evidence: stopped, but the snapshot is not flagged', () => {
+    const plan = PLAN('skip').replace('  - fleet: all', '  - canary: 1 site\n  - fleet: all');
+    const f = new FakeFleet(create(plan, [dev('off', 's1', { state: 'lost' }), dev('on', 's2')]));
+    f.command('start');
+    f.runUntil(['rolled_back']);
+    expect(f.state.stop).toMatchObject({ kind: 'insufficient_evidence', stage: 'canary' });
+    expect(f.state.outcome).toMatch(/only 0 of 1 devices in stage canary reached a verdict/);
+    expect(f.effects.some((e) => e.type === 'mark-snapshot')).toBe(false);
+    expect(f.desired.size).toBe(0);
+  });
+
   test('a started device that goes offline does not time out under wait', () => {
     const f = new FakeFleet(create(PLAN('wait'), [dev('d1', 's1')]));
     f.command('start');
