@@ -111,6 +111,9 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
   }
 
   private onConnect(client: MqttClient): void {
+    // A CONNACK can still arrive for a reconnect that was under way when close() ended the client:
+    // its stores are closed by then, so publishing would throw inside mqtt.js.
+    if (this.closing) return;
     this.attempt = 0;
     this.up = true;
     const log = this.opts.logger;
