@@ -1,0 +1,86 @@
+/**
+ * The campaign's areas, in one list: name, sizes for the long and the quick run, and the runner.
+ * An area that needs a part not integrated yet (the manager's rollout API) reports itself as not
+ * run, with the reason, so the table never pretends it passed.
+ */
+import type { Logger } from 'pino';
+import { runAgentCrash } from './agent-crash.js';
+import { Fleet } from './fleet.js';
+import { runPowerLoss } from './power-loss.js';
+import { type AreaResult, skipped } from './report.js';
+
+export const AREAS = ['crash', 'power', 'broker', 'fuzz', 'security', 'manager', 'soak'] as const;
+export type AreaName = (typeof AREAS)[number];
+
+export interface CampaignOptions {
+  readonly seed: number;
+  readonly quick: boolean;
+  readonly logger: Logger;
+  readonly only?: readonly AreaName[];
+  readonly progress?: (line: string) => void;
+  readonly area?: (r: AreaResult) => void;
+}
+
+async function withFleet<T>(logger: Logger, fn: (f: Fleet) => Promise<T>): Promise<T> {
+  const fleet = await Fleet.start(logger);
+  try {
+    return await fn(fleet);
+  } finally {
+    await fleet.close();
+  }
+}
+
+type Runner = (o: CampaignOptions) => Promise<AreaResult>;
+
+const RUNNERS: Record<AreaName, Runner> = {
+  crash: (o) =>
+    withFleet(o.logger, (fleet) =>
+      runAgentCrash({
+        fleet,
+        seed: o.seed,
+        points: o.quick ? 9 : 108,
+        workers: 2,
+        ...(o.progress ? { log: o.progress } : {}),
+      }),
+    ),
+  power: (o) =>
+    withFleet(o.logger, (fleet) =>
+      runPowerLoss({
+        fleet,
+        seed: o.seed,
+        ...(o.quick ? { imagesPerRun: 3 } : {}),
+        ...(o.progress ? { log: o.progress } : {}),
+      }),
+    ),
+  broker: async () => skipped('broker restart / partition', 'scenario', 'todo'),
+  fuzz: async () => skipped('fuzzing', 'input', 'todo'),
+  security: async () => skipped('security', 'attack', 'todo'),
+  manager: async () =>
+    skipped('manager kill per rollout state', 'kill point', 'the rollout engine has no manager API yet'),
+  soak: async () => skipped('soak (2,000 devices, 10 min)', 'message', 'needs the rollout API and the simulator'),
+};
+
+export async function runAreas(o: CampaignOptions): Promise<AreaResult[]> {
+  const out: AreaResult[] = [];
+  for (const name of AREAS) {
+    if (o.only && !o.only.includes(name)) continue;
+    let r: AreaResult;
+    try {
+      r = await RUNNERS[name](o);
+    } catch (e) {
+      r = {
+        area: name,
+        unit: 'area',
+        tried: 1,
+        survived: 0,
+        failed: 1,
+        ms: 0,
+        failures: [`harness error: ${(e as Error).stack ?? e}`],
+        notes: {},
+      };
+    }
+    out.push(r);
+    o.area?.(r);
+  }
+  return out;
+}
