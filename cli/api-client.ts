@@ -1,8 +1,10 @@
 /**
  * The operator CLI's HTTP client for a running manager. Where the manager is: `--url`, else
  * FLEETGATE_URL, else the address the manager wrote to `<data_dir>/manager.json`, else
- * http://127.0.0.1:8080. Error replies (`{error:{code,...}}`) come back as the same
- * FleetgateError the manager threw, so the CLI prints its code, category and hint.
+ * http://127.0.0.1:8080. The operator token (docs/api.md "Auth"): `--token`, else
+ * FLEETGATE_TOKEN, else `<data_dir>/operator-token` (written by the manager, mode 0600); it is
+ * sent as `Authorization: Bearer` on every request. Error replies (`{error:{code,...}}`) come back
+ * as the same FleetgateError the manager threw, so the CLI prints its code, category and hint.
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -24,10 +26,33 @@ export const DEFAULT_MANAGER_URL = 'http://127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './fleetgate-data';
 /** The file a running manager writes its addresses to (manager/main.ts). */
 export const MANAGER_INFO_FILE = 'manager.json';
+/** The token file a manager writes on its first start (manager/auth.ts). */
+export const OPERATOR_TOKEN_FILE = 'operator-token';
 
 export interface ClientOptions {
   readonly url?: string;
   readonly dataDir?: string;
+  readonly token?: string;
+}
+
+/** The operator token to send, and where it came from (named when the manager refuses it). */
+export function resolveToken(
+  opts: ClientOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): { token: string | null; source: string } {
+  if (opts.token) return { token: opts.token.trim(), source: '--token' };
+  if (env.FLEETGATE_TOKEN) return { token: env.FLEETGATE_TOKEN.trim(), source: 'FLEETGATE_TOKEN' };
+  const dataDir = resolve(opts.dataDir ?? env.FLEETGATE_DATA_DIR ?? DEFAULT_DATA_DIR);
+  const file = resolve(dataDir, OPERATOR_TOKEN_FILE);
+  try {
+    const token = readFileSync(file, 'utf8').trim();
+    if (token.length > 0) return { token, source: file };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Present but unreadable (another user's manager): say so instead of "no token".
+    if (code === 'EACCES') return { token: null, source: `${file} (not readable by this user)` };
+  }
+  return { token: null, source: `no token (--token, FLEETGATE_TOKEN or ${file})` };
 }
 
 /** Where to find the manager, and why (printed when it cannot be reached). */
@@ -79,16 +104,29 @@ export class ApiClient {
   readonly baseUrl: string;
   private readonly source: string;
   private readonly timeoutMs: number;
+  private readonly token: string | null;
+  private readonly tokenSource: string;
 
-  constructor(url: string, opts: { source?: string; timeoutMs?: number } = {}) {
+  constructor(
+    url: string,
+    opts: { source?: string; timeoutMs?: number; token?: string | null; tokenSource?: string } = {},
+  ) {
     this.baseUrl = url.replace(/\/+$/, '');
     this.source = opts.source ?? 'given';
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.token = opts.token ?? null;
+    this.tokenSource = opts.tokenSource ?? (this.token ? 'given' : 'no token');
   }
 
   static from(opts: ClientOptions): ApiClient {
     const { url, source } = resolveManagerUrl(opts);
-    return new ApiClient(url, { source });
+    const t = resolveToken(opts);
+    return new ApiClient(url, { source, token: t.token, tokenSource: t.source });
+  }
+
+  /** Headers every request carries: JSON accepted, the operator token when there is one. */
+  private baseHeaders(): Record<string, string> {
+    return { accept: 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) };
   }
 
   async request<T>(
@@ -102,7 +140,7 @@ export class ApiClient {
       if (Array.isArray(v)) for (const item of v) url.searchParams.append(k, item);
       else url.searchParams.set(k, String(v));
     }
-    const headers: Record<string, string> = { accept: 'application/json' };
+    const headers: Record<string, string> = this.baseHeaders();
     let body: string | Uint8Array | undefined;
     if (opts.bytes) {
       headers['content-type'] = 'application/octet-stream';
@@ -129,8 +167,22 @@ export class ApiClient {
     } catch {
       throw FleetgateError.of('FG_MANAGER_RESPONSE', `${method} ${path}: HTTP ${res.status}, not JSON`);
     }
-    if (!res.ok) throw remoteError(parsed, `${method} ${path}: HTTP ${res.status}`);
+    if (!res.ok) throw this.failure(parsed, method, path, res.status);
     return parsed as T;
+  }
+
+  /** The manager's error; an auth refusal also names where the token came from. */
+  private failure(body: unknown, method: string, path: string, status: number): FleetgateError {
+    const e = remoteError(body, `${method} ${path}: HTTP ${status}`);
+    if (e.code === 'FG_OPERATOR_TOKEN_MISSING' || e.code === 'FG_OPERATOR_TOKEN_INVALID') {
+      return new FleetgateError({
+        code: e.code,
+        category: e.category,
+        message: `${e.message} (token: ${this.tokenSource})`,
+        ...(e.at !== undefined ? { at: e.at } : {}),
+      });
+    }
+    return e;
   }
 
   health(): Promise<{ status: string; stats: FleetStats } & Record<string, unknown>> {
@@ -212,12 +264,16 @@ function remoteError(body: unknown, what: string): FleetgateError {
   return FleetgateError.of('FG_MANAGER_RESPONSE', detail);
 }
 
-/** `--url` and `--data-dir` for every command that talks to a running manager. */
+/** `--url`, `--data-dir` and `--token` for every command that talks to a running manager. */
 export function withClientOptions(cmd: Command): Command {
   return cmd
     .option(
       '--url <url>',
       'manager HTTP address (default: FLEETGATE_URL, <data-dir>/manager.json, http://127.0.0.1:8080)',
     )
-    .option('--data-dir <dir>', "manager data dir whose manager.json names the running manager's address");
+    .option(
+      '--data-dir <dir>',
+      "manager data dir whose manager.json and operator-token name the running manager's address and token",
+    )
+    .option('--token <token>', 'operator token (default: FLEETGATE_TOKEN, <data-dir>/operator-token)');
 }

@@ -66,6 +66,17 @@ const ConfigFile = z.strictObject({
         .positive()
         .max(4 * 1024 * 1024 * 1024)
         .default(LIMITS.bundle),
+      /** Operator auth (manager/auth.ts, docs/api.md): write endpoints always need the token. */
+      auth: z
+        .strictObject({
+          /** Read endpoints: `auto` = open only while `host` is loopback, `token` = always need it. */
+          read: z.enum(['auto', 'open', 'token']).default('auto'),
+          /** Write the token to `<data_dir>/operator-token` (0600) for the local CLI when it is created. */
+          token_file: z.boolean().default(true),
+        })
+        .prefault({}),
+      /** Serve the web dashboard at `/` (docs/dashboard.md). */
+      dashboard: z.boolean().default(true),
     })
     .prefault({}),
   broker: z
@@ -140,7 +151,11 @@ export interface ManagerConfig {
   readonly logLevel: LogLevel;
   readonly prefix: string;
   readonly managerId: string;
-  readonly http: ListenerConfig & { readonly bodyLimit: number };
+  readonly http: ListenerConfig & {
+    readonly bodyLimit: number;
+    readonly auth: { readonly read: 'auto' | 'open' | 'token'; readonly tokenFile: boolean };
+    readonly dashboard: boolean;
+  };
   readonly broker: BrokerConfig;
   readonly keys: { readonly managerKeyPath: string | null; readonly releaseKeyPaths: readonly string[] };
 }
@@ -245,7 +260,13 @@ export function resolveConfig(
     logLevel: opts.overrides?.logLevel ?? c.log_level,
     prefix: c.prefix,
     managerId: c.manager_id,
-    http: { host: c.http.host, port: c.http.port, bodyLimit: c.http.body_limit },
+    http: {
+      host: c.http.host,
+      port: c.http.port,
+      bodyLimit: c.http.body_limit,
+      auth: { read: c.http.auth.read, tokenFile: c.http.auth.token_file },
+      dashboard: c.http.dashboard,
+    },
     broker,
     keys: {
       managerKeyPath: c.keys.manager !== undefined ? abs(c.keys.manager) : null,

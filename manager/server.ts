@@ -12,10 +12,13 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Authenticator, type EmbeddedBroker, startBroker } from '../broker/index.js';
 import { FleetgateError } from '../protocol/result.js';
+import { isLoopbackHost, OPERATOR_TOKEN_FILE, OperatorTokens, operatorAuth } from './auth.js';
 import type { ManagerConfig } from './config.js';
+import { FleetObserver, registerDashboard, type SseHub } from './dashboard/index.js';
 import { FleetService, type MqttConnectOptions } from './fleet-service.js';
 import { buildApp } from './http/app.js';
 import { loadOrCreateKeys, MANAGER_PUBLIC_KEY_FILE, RELEASE_KEY_FILE } from './key-files.js';
+import { type BrokerEvents, ManagerMetrics, registerMetricsRoute } from './metrics.js';
 import { MosquittoSync } from './mosquitto-sync.js';
 
 export const MANAGER_INFO_FILE = 'manager.json';
@@ -39,6 +42,10 @@ export interface ManagerInfo {
   readonly prefix: string;
   readonly data_dir: string;
   readonly db: string;
+  /** The web dashboard's address, or null when `http.dashboard: false`. */
+  readonly dashboard: string | null;
+  /** Operator auth (docs/api.md): whether reads need the token, and where the local CLI finds it. */
+  readonly auth: { readonly reads: 'open' | 'token'; readonly token_file: string | null };
   readonly keys: {
     readonly manager_kid: string;
     readonly manager_public: string | null;
@@ -54,6 +61,8 @@ export interface RunningManager {
   readonly info: ManagerInfo;
   readonly service: FleetService;
   readonly http: FastifyInstance;
+  readonly observer: FleetObserver;
+  readonly metrics: ManagerMetrics;
   /** Graceful shutdown; idempotent. */
   close(): Promise<void>;
 }
@@ -116,6 +125,14 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
   const infoPath = join(config.dataDir, MANAGER_INFO_FILE);
   checkNotRunning(infoPath);
   const keys = loadOrCreateKeys(config, logger);
+  const tokens = OperatorTokens.loadOrCreate(config.dataDir, logger, { tokenFile: config.http.auth.tokenFile });
+  const auth = operatorAuth({ tokens, read: config.http.auth.read, listenHost: config.http.host });
+  if (auth.reads === 'open' && !isLoopbackHost(config.http.host)) {
+    logger.warn(
+      { host: config.http.host },
+      'http.auth.read is open on a non-loopback address: anyone who reaches it can read the fleet (writes still need the token)',
+    );
+  }
 
   // Undo stack: whatever started is closed again if a later step fails.
   const undo: Array<() => Promise<void>> = [];
@@ -227,12 +244,40 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
     }
     await service.start({ mqtt });
 
+    let hub: SseHub | null = null;
+    let observer: FleetObserver | null = null;
+    const metrics = new ManagerMetrics({
+      service,
+      brokerMode: b.mode,
+      broker: broker ? (broker.aedes as unknown as BrokerEvents) : null,
+      failedDevices: () => observer?.failedByCategory() ?? {},
+      streams: () => hub?.size ?? 0,
+    });
+    undo.push(async () => metrics.stop());
+    observer = new FleetObserver({
+      service,
+      logger: logger.child({ component: 'dashboard' }),
+      onLag: (s) => metrics.ingestLag.observe(s),
+      onTransition: (to, category) => metrics.countTransition(to, category),
+    });
+    const watching = observer;
+    watching.start();
+    undo.push(async () => watching.stop());
+
     // The health route reports the addresses, known once the API listens.
     let infoRef: ManagerInfo | null = null;
     const http = await buildApp({
       service,
       logger: logger.child({ component: 'http' }),
       bundleLimit: config.http.bodyLimit,
+      auth,
+      version: VERSION,
+      extend: [
+        (app) => registerMetricsRoute(app, metrics),
+        ...(config.http.dashboard
+          ? [(app: FastifyInstance) => registerDashboard(app, { observer: watching, auth, onHub: (h) => (hub = h) })]
+          : []),
+      ],
       health: () => ({
         version: VERSION,
         uptime_s: Math.round(process.uptime()),
@@ -255,11 +300,15 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
     const managerPublic = join(config.dataDir, MANAGER_PUBLIC_KEY_FILE);
     const releasePrivate = join(config.dataDir, RELEASE_KEY_FILE);
     const addr = broker?.addresses() ?? {};
+    const httpUrl = `http://${urlHost(config.http.host)}:${port}`;
+    const tokenFile = join(config.dataDir, OPERATOR_TOKEN_FILE);
     const info: ManagerInfo = {
       pid: process.pid,
       version: VERSION,
       started: new Date().toISOString(),
-      http: `http://${urlHost(config.http.host)}:${port}`,
+      http: httpUrl,
+      dashboard: config.http.dashboard ? `${httpUrl}/dashboard/` : null,
+      auth: { reads: auth.reads, token_file: existsSync(tokenFile) ? tokenFile : null },
       broker: {
         mode: b.mode,
         ...(addr.tcp ? { tcp: addr.tcp } : {}),
@@ -282,7 +331,13 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
     infoRef = info;
     writeInfo(infoPath, info);
     logger.info(
-      { http: info.http, broker: info.broker, data_dir: config.dataDir, manager_kid: keys.manager.kid },
+      {
+        http: info.http,
+        dashboard: info.dashboard,
+        broker: info.broker,
+        data_dir: config.dataDir,
+        manager_kid: keys.manager.kid,
+      },
       'manager ready',
     );
 
@@ -293,6 +348,8 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         // Stop accepting requests first (in-flight ones finish), then flush and close the store
         // (the link publishes `offline`), then the broker.
         await http.close();
+        watching.stop();
+        metrics.stop();
         mosquitto?.close();
         await service.stop();
         if (broker) await broker.close();
@@ -306,7 +363,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       })();
       return closing;
     };
-    return { config, info, service, http, close };
+    return { config, info, service, http, observer: watching, metrics, close };
   } catch (e) {
     await unwind();
     throw e;

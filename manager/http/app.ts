@@ -1,12 +1,18 @@
 /**
  * The manager's HTTP API (Fastify 5): `/api/v1/...` over a FleetService. The app is built
- * without listening so tests drive it with `app.inject`; manager/main.ts calls `listen`.
- * docs/manager-operations.md lists the endpoints.
+ * without listening so tests drive it with `app.inject`; manager/server.ts calls `listen`.
+ * docs/api.md lists the endpoints; GET /api/v1/openapi.json is generated from the routes.
+ *
+ * Access: every route declares `config.access` (`public`, `read`, `write`; by default GET is a
+ * read and everything else a write) and one onRequest hook asks the operator auth
+ * (manager/auth.ts) before the handler runs.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Access, OperatorAuth } from '../auth.js';
 import type { FleetServiceApi } from '../fleet-service.js';
 import { handleError, handleNotFound } from './errors.js';
+import { collectRoutes, defaultAccess, openApiDocument, type RouteConfig } from './openapi.js';
 import { registerDeviceRoutes } from './routes-devices.js';
 import { registerFleetRoutes } from './routes-fleet.js';
 import { registerSnapshotRoutes } from './routes-snapshots.js';
@@ -19,14 +25,28 @@ export interface HttpAppOptions {
   readonly logger: Logger;
   /** Largest pushed bundle (bytes); default 256 MiB (LIMITS.bundle). */
   readonly bundleLimit?: number;
+  /** Operator token policy (manager/auth.ts); without it every route is open (tests, embedding). */
+  readonly auth?: OperatorAuth;
   /**
-   * Operator authentication: called before every route except `/api/v1/health`. Throw a
-   * FleetgateError in the `auth` category to refuse (401). Until operator tokens exist (a later
-   * issue), the manager binds to loopback by default and passes none.
+   * An extra check before every non-public route (after `auth`). Throw a FleetgateError in the
+   * `auth` category to refuse (401).
    */
-  readonly authorize?: (req: FastifyRequest) => void | Promise<void>;
+  readonly authorize?: (req: FastifyRequest, access: Access) => void | Promise<void>;
   /** Facts for GET /api/v1/health besides the service's stats (addresses, version, broker mode). */
   readonly health?: () => Record<string, unknown>;
+  /** Version in the OpenAPI document. */
+  readonly version?: string;
+  /** More routes (dashboard, metrics), registered after the API's own so they share hooks and the document. */
+  readonly extend?: ReadonlyArray<(app: FastifyInstance) => void | Promise<void>>;
+}
+
+export const OPENAPI_PATH = '/api/v1/openapi.json';
+
+/** `www-authenticate` of a 401 (RFC 6750 section 3). */
+function challenge(code: string): string {
+  return code === 'FG_OPERATOR_TOKEN_INVALID'
+    ? 'Bearer realm="fleetgate", error="invalid_token"'
+    : 'Bearer realm="fleetgate"';
 }
 
 /** Uint8Array as hex (as the CLI prints them); JSON.stringify would otherwise write an index map. */
@@ -52,17 +72,60 @@ export async function buildApp(opts: HttpAppOptions): Promise<FastifyInstance> {
   // A pushed bundle is raw .fgb bytes; the route sets its own (larger) body limit.
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  if (opts.authorize) {
-    const authorize = opts.authorize;
-    app.addHook('onRequest', async (req) => {
-      if (req.routeOptions.url === '/api/v1/health') return;
-      await authorize(req);
+  const { auth, authorize } = opts;
+  if (auth || authorize) {
+    app.addHook('onRequest', async (req, reply) => {
+      const cfg = (req.routeOptions.config ?? {}) as RouteConfig;
+      const access = cfg.access ?? defaultAccess(req.method);
+      if (access === 'public') return;
+      try {
+        auth?.check(req, access);
+        await authorize?.(req, access);
+      } catch (e) {
+        const code = (e as { code?: string }).code ?? '';
+        void reply.header('www-authenticate', challenge(code));
+        throw e;
+      }
     });
   }
 
+  const routes = collectRoutes(app);
   registerDeviceRoutes(app, opts.service);
   registerSnapshotRoutes(app, opts.service, opts.bundleLimit);
   registerFleetRoutes(app, opts.service, opts.health);
+  for (const extend of opts.extend ?? []) await extend(app);
+
+  let document: Record<string, unknown> | null = null;
+  app.get(
+    OPENAPI_PATH,
+    {
+      config: {
+        access: 'public',
+        openapi: { summary: 'this OpenAPI 3.1 document, generated from the route schemas', tags: ['meta'] },
+      } satisfies RouteConfig,
+    },
+    async () => {
+      document ??= openApiDocument(routes, { version: opts.version ?? '0.1.0' });
+      return document;
+    },
+  );
+  app.get(
+    '/api/v1/auth',
+    {
+      config: {
+        access: 'public',
+        openapi: {
+          summary: 'how this manager authenticates operators, and whether the request carries a valid token',
+          tags: ['meta'],
+        },
+      } satisfies RouteConfig,
+    },
+    async (req) => ({
+      reads: auth ? auth.reads : 'open',
+      writes: auth ? 'token' : 'open',
+      authenticated: auth ? auth.authenticated(req) : false,
+    }),
+  );
   await app.ready();
   return app;
 }

@@ -1,6 +1,7 @@
 /** Device registry endpoints: list (with filters), show, enrol, remove. */
 import type { FastifyInstance } from 'fastify';
 import type { DesiredRecord, DeviceDetail, DeviceFilter, FleetServiceApi } from '../fleet-service.js';
+import type { RouteConfig } from './openapi.js';
 import { DeviceListQuery, DeviceParams, EnrollBody, jsonSchema } from './schemas.js';
 
 /** `k=v` pairs (validated by the route schema) as a label map; a later pair for a key wins. */
@@ -28,51 +29,99 @@ function deviceView(d: DeviceDetail): Record<string, unknown> {
 }
 
 export function registerDeviceRoutes(app: FastifyInstance, svc: FleetServiceApi): void {
-  app.get('/api/v1/devices', { schema: { querystring: jsonSchema(DeviceListQuery) } }, async (req) => {
-    const q = req.query as DeviceListQuery;
-    const labels = parseLabelPairs(q.label);
-    const filter: DeviceFilter = {
-      ...(q.site !== undefined ? { site: q.site } : {}),
-      ...(labels ? { labels } : {}),
-      ...(q.state !== undefined ? { state: q.state } : {}),
-      ...(q.drifting !== undefined ? { drifting: q.drifting } : {}),
-      ...(q.include_removed !== undefined ? { includeRemoved: q.include_removed } : {}),
-    };
-    svc.flush();
-    return { devices: svc.listDevices(filter) };
-  });
+  app.get(
+    '/api/v1/devices',
+    {
+      schema: { querystring: jsonSchema(DeviceListQuery) },
+      config: {
+        openapi: {
+          summary: 'list devices (filters combine with AND)',
+          responses: { 200: '{devices: DeviceSummary[]}' },
+        },
+      } satisfies RouteConfig,
+    },
+    async (req) => {
+      const q = req.query as DeviceListQuery;
+      const labels = parseLabelPairs(q.label);
+      const filter: DeviceFilter = {
+        ...(q.site !== undefined ? { site: q.site } : {}),
+        ...(labels ? { labels } : {}),
+        ...(q.state !== undefined ? { state: q.state } : {}),
+        ...(q.drifting !== undefined ? { drifting: q.drifting } : {}),
+        ...(q.include_removed !== undefined ? { includeRemoved: q.include_removed } : {}),
+      };
+      svc.flush();
+      return { devices: svc.listDevices(filter) };
+    },
+  );
 
-  app.get('/api/v1/devices/:id', { schema: { params: jsonSchema(DeviceParams) } }, async (req) => {
-    const { id } = req.params as { id: string };
-    svc.flush();
-    return { device: deviceView(svc.getDevice(id)) };
-  });
+  app.get(
+    '/api/v1/devices/:id',
+    {
+      schema: { params: jsonSchema(DeviceParams) },
+      config: {
+        openapi: {
+          summary: 'one device: slots, reported state, health, telemetry, desired document (without its bytes), drift',
+          responses: { 200: '{device: DeviceDetail}' },
+        },
+      } satisfies RouteConfig,
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      svc.flush();
+      return { device: deviceView(svc.getDevice(id)) };
+    },
+  );
 
-  app.post('/api/v1/devices', { schema: { body: jsonSchema(EnrollBody) } }, async (req, reply) => {
-    const b = req.body as EnrollBody;
-    const result = await svc.addDevice(
-      {
-        id: b.id,
-        site: b.site,
-        hardware: b.hardware ?? 'generic',
-        ...(b.labels ? { labels: b.labels } : {}),
-        ...(b.adapters ? { adapters: b.adapters } : {}),
-      },
-      {
-        ...(b.broker_url !== undefined ? { brokerUrl: b.broker_url } : {}),
-        ...(b.data_dir !== undefined ? { dataDir: b.data_dir } : {}),
-      },
-    );
-    req.log.info({ device: b.id, site: b.site }, 'device enrolled');
-    // The secret is in this reply and nowhere else: no caching anywhere on the way.
-    void reply.status(201).header('cache-control', 'no-store');
-    return result;
-  });
+  app.post(
+    '/api/v1/devices',
+    {
+      schema: { body: jsonSchema(EnrollBody) },
+      config: {
+        openapi: {
+          summary: 'enrol a device; the reply holds its secret and agent config, only this once',
+          responses: { 201: '{device, secret, config} (cache-control: no-store)' },
+        },
+      } satisfies RouteConfig,
+    },
+    async (req, reply) => {
+      const b = req.body as EnrollBody;
+      const result = await svc.addDevice(
+        {
+          id: b.id,
+          site: b.site,
+          hardware: b.hardware ?? 'generic',
+          ...(b.labels ? { labels: b.labels } : {}),
+          ...(b.adapters ? { adapters: b.adapters } : {}),
+        },
+        {
+          ...(b.broker_url !== undefined ? { brokerUrl: b.broker_url } : {}),
+          ...(b.data_dir !== undefined ? { dataDir: b.data_dir } : {}),
+        },
+      );
+      req.log.info({ device: b.id, site: b.site }, 'device enrolled');
+      // The secret is in this reply and nowhere else: no caching anywhere on the way.
+      void reply.status(201).header('cache-control', 'no-store');
+      return result;
+    },
+  );
 
-  app.delete('/api/v1/devices/:id', { schema: { params: jsonSchema(DeviceParams) } }, async (req) => {
-    const { id } = req.params as { id: string };
-    await svc.removeDevice(id);
-    req.log.info({ device: id }, 'device removed');
-    return { removed: id };
-  });
+  app.delete(
+    '/api/v1/devices/:id',
+    {
+      schema: { params: jsonSchema(DeviceParams) },
+      config: {
+        openapi: {
+          summary: 'remove a device: revoke its credentials, clear its desired state, keep its history',
+          responses: { 200: '{removed: id}' },
+        },
+      } satisfies RouteConfig,
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      await svc.removeDevice(id);
+      req.log.info({ device: id }, 'device removed');
+      return { removed: id };
+    },
+  );
 }

@@ -55,6 +55,14 @@ export const AssignBody = z.strictObject({
 });
 export type AssignBody = z.infer<typeof AssignBody>;
 
+/** At least one of the two (checked by the route: JSON Schema from zod has no "one of these keys"). */
+export const SnapshotFlagsBody = z.strictObject({
+  known_good: z.boolean().optional(),
+  /** A reason flags the snapshot; null clears the flag. */
+  flagged: z.string().min(1).max(512).nullable().optional(),
+});
+export type SnapshotFlagsBody = z.infer<typeof SnapshotFlagsBody>;
+
 export const DriftQuery = z.object({ device: DEVICE_ID.optional() });
 export type DriftQuery = z.infer<typeof DriftQuery>;
 

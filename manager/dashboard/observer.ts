@@ -1,0 +1,548 @@
+/**
+ * FleetObserver: the dashboard's (and /metrics') view of a running fleet, fed by
+ * FleetService.subscribe. It keeps what the store does not:
+ * - per device, a short health and telemetry history (history.ts rings) and the few latest facts a
+ *   fleet table shows (health, telemetry gap, last failure, download progress);
+ * - a fleet series, one sample every `sampleMs`: devices per connection state and update phase,
+ *   telemetry gap and drops (the plots);
+ * - an outcome ledger per snapshot (commits, reverts, failure categories) from update events,
+ *   back-filled from the event store at start;
+ * and hands batched changes to listeners (the SSE hub) every `batchMs`.
+ *
+ * Work per flush is bounded by the devices that changed; one getDevice per changed device and
+ * batch (three indexed SQLite reads). A sample lists all devices once (every 5 s by default).
+ */
+import type { Logger } from 'pino';
+import { categoryHint, type ErrorCategory } from '../../protocol/errors.js';
+import type {
+  Clock,
+  DeviceDetail,
+  DeviceSummary,
+  EventRecord,
+  FleetServiceApi,
+  FleetUpdate,
+} from '../fleet-service.js';
+import { systemClock } from '../fleet-types.js';
+import { HEALTH_COLUMNS, NumericRing, Ring, TELEMETRY_COLUMNS } from './history.js';
+
+/** What the fleet table shows per device: the summary plus the latest health and telemetry facts. */
+export interface FleetRow extends DeviceSummary {
+  readonly health: {
+    readonly runtime: boolean;
+    readonly adapter: boolean;
+    readonly restarts: number;
+    readonly at: number | null;
+  } | null;
+  readonly telemetry: {
+    readonly gap: number;
+    readonly drops: number;
+    readonly rate: number;
+    readonly missing: number;
+    readonly at: number | null;
+  } | null;
+  readonly failure: {
+    readonly category: string;
+    readonly code: string;
+    readonly detail: string;
+    /** What the operator can do about this category (protocol/errors.ts). */
+    readonly hint: string;
+  } | null;
+  readonly progress: { readonly bytes: number; readonly total: number } | null;
+  /** The snapshot the device reports working towards. */
+  readonly target: string | null;
+}
+
+type Extras = Pick<FleetRow, 'health' | 'telemetry' | 'failure' | 'progress' | 'target'>;
+
+export interface FleetSample {
+  readonly ts: number;
+  readonly total: number;
+  readonly online: number;
+  readonly lost: number;
+  readonly unknown: number;
+  readonly drifting: number;
+  /** Devices per reported update phase; `none` = never reported. */
+  readonly phases: Readonly<Record<string, number>>;
+  /** Largest and mean telemetry gap (s) over devices online with telemetry; null without any. */
+  readonly gap_max: number | null;
+  readonly gap_mean: number | null;
+  /** Drops the agents reported in telemetry received during the period. */
+  readonly drops: number;
+  /** Telemetry sequence numbers the manager saw missing during the period. */
+  readonly missing: number;
+  /** Devices whose last reported failure is set. */
+  readonly failed: number;
+}
+
+export interface SnapshotOutcome {
+  readonly snapshot: string;
+  committed: number;
+  reverted: number;
+  failures: Record<string, number>;
+  last: number;
+}
+
+export interface FleetBatch {
+  readonly rows: readonly FleetRow[];
+  readonly removed: readonly string[];
+  readonly events: readonly EventRecord[];
+}
+
+export interface FleetObserverOptions {
+  readonly service: FleetServiceApi;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Fleet sample period. Default 5 s. */
+  readonly sampleMs?: number;
+  /** Samples kept. Default 720 (an hour at 5 s). */
+  readonly seriesSize?: number;
+  /** Samples per device and channel. Default 32. */
+  readonly historySize?: number;
+  /** How often changes go to listeners. Default 500 ms. */
+  readonly batchMs?: number;
+  /** Ingestion lag of a device message, seconds (metrics). */
+  readonly onLag?: (seconds: number) => void;
+  /** An update transition from the event ledger (metrics). */
+  readonly onTransition?: (to: string, failureCategory: string | null) => void;
+}
+
+const PHASE_KEYS = [
+  'idle',
+  'downloading',
+  'verifying',
+  'staged',
+  'switching',
+  'trial',
+  'committed',
+  'reverting',
+  'reverted',
+  'none',
+];
+/** Summary fields whose change is worth a row update (lastSeen moves with every message). */
+const ROW_KEYS = ['state', 'phase', 'activeSnapshot', 'desiredSnapshot', 'drifting', 'removed', 'site'] as const;
+const BACKFILL_DAYS = 30;
+const BACKFILL_MAX = 100_000;
+
+interface DeviceHistory {
+  telemetry: NumericRing<(typeof TELEMETRY_COLUMNS)[number]>;
+  health: NumericRing<(typeof HEALTH_COLUMNS)[number]>;
+  telemetryTs: number;
+  healthTs: number;
+  reportedTs: number;
+  missing: number;
+}
+
+function summaryOf(d: DeviceDetail): DeviceSummary {
+  return {
+    id: d.id,
+    site: d.site,
+    labels: d.labels,
+    hardware: d.hardware,
+    adapters: d.adapters,
+    created: d.created,
+    removed: d.removed,
+    state: d.state,
+    session: d.session,
+    lastSeen: d.lastSeen,
+    activeSnapshot: d.activeSnapshot,
+    desiredSnapshot: d.desiredSnapshot,
+    phase: d.phase,
+    drifting: d.drifting,
+  };
+}
+
+function extrasOf(d: DeviceDetail): Extras {
+  const h = d.health;
+  const t = d.telemetry;
+  const r = d.reported;
+  return {
+    health: h
+      ? { runtime: h.runtime_healthy, adapter: h.adapter_connected, restarts: h.restarts, at: d.healthAt }
+      : null,
+    telemetry: t
+      ? { gap: t.gap, drops: t.drops, rate: t.rate, missing: d.arrival.telemetry.missing, at: d.telemetryAt }
+      : null,
+    failure: r?.last_failure
+      ? {
+          category: r.last_failure.category,
+          code: r.last_failure.code,
+          detail: r.last_failure.detail,
+          hint: categoryHint(r.last_failure.category as ErrorCategory),
+        }
+      : null,
+    progress: r?.progress ?? null,
+    target: r?.target ?? null,
+  };
+}
+
+export class FleetObserver {
+  private readonly clock: Clock;
+  private readonly svc: FleetServiceApi;
+  private readonly extras = new Map<string, Extras>();
+  private readonly histories = new Map<string, DeviceHistory>();
+  private readonly lastRow = new Map<string, string>();
+  private readonly series: Ring<FleetSample>;
+  private readonly outcomes = new Map<string, SnapshotOutcome>();
+  private readonly batchListeners = new Set<(b: FleetBatch) => void>();
+  private readonly sampleListeners = new Set<(s: FleetSample) => void>();
+  private pending = new Map<string, number>();
+  private pendingEvents: EventRecord[] = [];
+  private period = { drops: 0, missing: 0 };
+  private unsubscribe: (() => void) | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private scanning: NodeJS.Immediate | null = null;
+  readonly sampleMs: number;
+  private readonly batchMs: number;
+  private readonly historySize: number;
+
+  constructor(private readonly opts: FleetObserverOptions) {
+    this.svc = opts.service;
+    this.clock = opts.clock ?? systemClock;
+    this.sampleMs = opts.sampleMs ?? 5_000;
+    this.batchMs = opts.batchMs ?? 500;
+    this.historySize = opts.historySize ?? 32;
+    this.series = new Ring(opts.seriesSize ?? 720);
+  }
+
+  start(): void {
+    if (this.unsubscribe) return;
+    this.unsubscribe = this.svc.subscribe((u) => this.onUpdate(u));
+    this.backfillOutcomes();
+    this.scanAll();
+    this.sample();
+    const sampleTimer = setInterval(() => this.safely('sample', () => this.sample()), this.sampleMs);
+    const batchTimer = setInterval(() => this.safely('batch', () => this.processPending()), this.batchMs);
+    sampleTimer.unref();
+    batchTimer.unref();
+    this.timers = [sampleTimer, batchTimer];
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (this.scanning) clearImmediate(this.scanning);
+    this.scanning = null;
+  }
+
+  onBatch(listener: (b: FleetBatch) => void): () => void {
+    this.batchListeners.add(listener);
+    return () => this.batchListeners.delete(listener);
+  }
+
+  onSample(listener: (s: FleetSample) => void): () => void {
+    this.sampleListeners.add(listener);
+    return () => this.sampleListeners.delete(listener);
+  }
+
+  /** Devices changed by something that emits no fleet update (an assignment): refresh them soon. */
+  touch(ids: readonly string[]): void {
+    const now = this.clock.now();
+    for (const id of ids) if (!this.pending.has(id)) this.pending.set(id, now);
+  }
+
+  /** Every live device as the fleet table shows it. */
+  rows(): FleetRow[] {
+    this.svc.flush();
+    return this.svc.listDevices().map((s) => this.rowOf(s));
+  }
+
+  seriesSamples(): FleetSample[] {
+    return this.series.toArray();
+  }
+
+  /** A device's recent health and telemetry (oldest first), or null before any arrived. */
+  history(id: string): {
+    telemetry: Record<string, Array<number | null>>;
+    health: Record<string, Array<number | null>>;
+  } | null {
+    const h = this.histories.get(id);
+    if (!h) return null;
+    return { telemetry: h.telemetry.toColumns(), health: h.health.toColumns() };
+  }
+
+  outcomeList(): SnapshotOutcome[] {
+    return [...this.outcomes.values()].map((o) => ({ ...o, failures: { ...o.failures } }));
+  }
+
+  /** Live devices whose last reported failure is in each category (the /metrics gauge). */
+  failedByCategory(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const e of this.extras.values()) {
+      if (e.failure) out[e.failure.category] = (out[e.failure.category] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  // --- internals ---
+
+  private rowOf(s: DeviceSummary): FleetRow {
+    const e = this.extras.get(s.id);
+    return {
+      ...s,
+      health: e?.health ?? null,
+      telemetry: e?.telemetry ?? null,
+      failure: e?.failure ?? null,
+      progress: e?.progress ?? null,
+      target: e?.target ?? null,
+    };
+  }
+
+  private onUpdate(u: FleetUpdate): void {
+    const now = this.clock.now();
+    if (u.type === 'event') {
+      this.pendingEvents.push(u.event);
+      if (u.event.device) this.touch([u.event.device]);
+      this.ledger(u.event, now);
+      return;
+    }
+    // The first flush that carried a change is the one whose lag counts.
+    if (!this.pending.has(u.device)) this.pending.set(u.device, now);
+  }
+
+  private ledger(e: EventRecord, flushedAt: number): void {
+    if (e.kind !== 'update') return;
+    const to = typeof e.data.to === 'string' ? e.data.to : null;
+    const failure = e.data.failure as { category?: unknown } | null | undefined;
+    const category = failure && typeof failure.category === 'string' ? failure.category : null;
+    if (to) this.opts.onTransition?.(to, category);
+    const ts = typeof e.data.ts === 'number' ? e.data.ts : null;
+    if (ts !== null) this.opts.onLag?.(Math.max(0, (flushedAt - ts) / 1000));
+    this.recordOutcome(e, to, category);
+  }
+
+  private recordOutcome(e: EventRecord, to: string | null, category: string | null): void {
+    const snap = e.snapshot;
+    if (!snap) return;
+    let o = this.outcomes.get(snap);
+    if (!o) {
+      o = { snapshot: snap, committed: 0, reverted: 0, failures: {}, last: e.ts };
+      this.outcomes.set(snap, o);
+    }
+    if (to === 'committed') o.committed++;
+    if (to === 'reverted') o.reverted++;
+    if (category) o.failures[category] = (o.failures[category] ?? 0) + 1;
+    o.last = Math.max(o.last, e.ts);
+  }
+
+  private backfillOutcomes(): void {
+    const since = this.clock.now() - BACKFILL_DAYS * 86_400_000;
+    let after: number | undefined;
+    let seen = 0;
+    while (seen < BACKFILL_MAX) {
+      const page = this.svc.events({
+        kind: 'update',
+        since,
+        limit: 10_000,
+        ...(after !== undefined ? { afterId: after } : { afterId: 0 }),
+      });
+      for (const e of page) {
+        const to = typeof e.data.to === 'string' ? e.data.to : null;
+        const failure = e.data.failure as { category?: unknown } | null | undefined;
+        this.recordOutcome(e, to, failure && typeof failure.category === 'string' ? failure.category : null);
+      }
+      seen += page.length;
+      if (page.length < 10_000) break;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  /** Reads every device once, in slices, so the first page already has health and failures. */
+  private scanAll(): void {
+    const ids = this.svc.listDevices().map((d) => d.id);
+    let i = 0;
+    const slice = () => {
+      this.scanning = null;
+      const end = Math.min(ids.length, i + 500);
+      for (; i < end; i++) {
+        const id = ids[i]!;
+        if (this.extras.has(id)) continue;
+        try {
+          this.absorb(this.svc.getDevice(id), null);
+        } catch {
+          // removed meanwhile
+        }
+      }
+      if (i < ids.length && this.unsubscribe) this.scanning = setImmediate(slice);
+    };
+    slice();
+  }
+
+  /** Takes a device's detail into the rings and the row cache; returns the row. */
+  private absorb(d: DeviceDetail, flushedAt: number | null): FleetRow {
+    const extras = extrasOf(d);
+    this.extras.set(d.id, extras);
+    let h = this.histories.get(d.id);
+    if (!h) {
+      h = {
+        telemetry: new NumericRing(TELEMETRY_COLUMNS, this.historySize),
+        health: new NumericRing(HEALTH_COLUMNS, this.historySize),
+        telemetryTs: 0,
+        healthTs: 0,
+        reportedTs: 0,
+        missing: d.arrival.telemetry.missing,
+      };
+      this.histories.set(d.id, h);
+    }
+    const lag = (ts: number) => {
+      if (flushedAt !== null) this.opts.onLag?.(Math.max(0, (flushedAt - ts) / 1000));
+    };
+    const t = d.telemetry;
+    if (t && t.ts !== h.telemetryTs) {
+      const missing = d.arrival.telemetry.missing;
+      h.telemetry.push({ ts: t.ts, gap: t.gap, drops: t.drops, rate: t.rate, missing });
+      if (h.telemetryTs !== 0) {
+        this.period.drops += t.drops;
+        this.period.missing += Math.max(0, missing - h.missing);
+      }
+      h.missing = missing;
+      h.telemetryTs = t.ts;
+      lag(t.ts);
+    }
+    const hm = d.health;
+    if (hm && hm.ts !== h.healthTs) {
+      h.health.push({
+        ts: hm.ts,
+        healthy: hm.runtime_healthy ? 1 : 0,
+        adapter: hm.adapter_connected ? 1 : 0,
+        restarts: hm.restarts,
+        uptime: hm.uptime,
+      });
+      h.healthTs = hm.ts;
+      lag(hm.ts);
+    }
+    const r = d.reported;
+    if (r && r.ts !== h.reportedTs) {
+      h.reportedTs = r.ts;
+      lag(r.ts);
+    }
+    return { ...summaryOf(d), ...extras };
+  }
+
+  private processPending(): void {
+    if (this.pending.size === 0 && this.pendingEvents.length === 0) return;
+    const pending = this.pending;
+    const events = this.pendingEvents;
+    this.pending = new Map();
+    this.pendingEvents = [];
+    const rows: FleetRow[] = [];
+    const removed: string[] = [];
+    for (const [id, flushedAt] of pending) {
+      let d: DeviceDetail;
+      try {
+        d = this.svc.getDevice(id);
+      } catch {
+        continue; // never registered (a stray event)
+      }
+      if (d.removed !== null) {
+        this.forget(id);
+        removed.push(id);
+        continue;
+      }
+      const row = this.absorb(d, flushedAt);
+      this.lastRow.set(id, rowKey(row));
+      rows.push(row);
+    }
+    this.emitBatch({ rows, removed, events });
+  }
+
+  private forget(id: string): void {
+    this.extras.delete(id);
+    this.histories.delete(id);
+    this.lastRow.delete(id);
+  }
+
+  private emitBatch(b: FleetBatch): void {
+    if (b.rows.length === 0 && b.removed.length === 0 && b.events.length === 0) return;
+    for (const l of this.batchListeners) {
+      try {
+        l(b);
+      } catch (e) {
+        this.opts.logger.error({ err: e }, 'dashboard batch listener failed');
+      }
+    }
+  }
+
+  private sample(): void {
+    const devices = this.svc.listDevices();
+    const phases: Record<string, number> = Object.fromEntries(PHASE_KEYS.map((p) => [p, 0]));
+    let online = 0;
+    let lost = 0;
+    let drifting = 0;
+    let failed = 0;
+    let gapMax: number | null = null;
+    let gapSum = 0;
+    let gapN = 0;
+    // Rows whose summary changed without a fleet update (assignments made elsewhere, drift sweeps).
+    const changed: FleetRow[] = [];
+    const live = new Set<string>();
+    for (const d of devices) {
+      live.add(d.id);
+      const k = d.phase ?? 'none';
+      phases[k] = (phases[k] ?? 0) + 1;
+      if (d.state === 'online') online++;
+      else if (d.state === 'lost') lost++;
+      if (d.drifting) drifting++;
+      const e = this.extras.get(d.id);
+      if (e?.failure) failed++;
+      if (d.state === 'online' && e?.telemetry) {
+        gapMax = Math.max(gapMax ?? 0, e.telemetry.gap);
+        gapSum += e.telemetry.gap;
+        gapN++;
+      }
+      const row = this.rowOf(d);
+      const key = rowKey(row);
+      if (this.lastRow.get(d.id) !== key) {
+        if (this.lastRow.has(d.id)) changed.push(row);
+        this.lastRow.set(d.id, key);
+      }
+    }
+    const removed: string[] = [];
+    for (const id of this.lastRow.keys()) {
+      if (!live.has(id)) removed.push(id);
+    }
+    for (const id of removed) this.forget(id);
+    this.emitBatch({ rows: changed, removed, events: [] });
+    const s: FleetSample = {
+      ts: this.clock.now(),
+      total: devices.length,
+      online,
+      lost,
+      unknown: devices.length - online - lost,
+      drifting,
+      phases,
+      gap_max: gapMax,
+      gap_mean: gapN > 0 ? gapSum / gapN : null,
+      drops: this.period.drops,
+      missing: this.period.missing,
+      failed,
+    };
+    this.period = { drops: 0, missing: 0 };
+    this.series.push(s);
+    for (const l of this.sampleListeners) {
+      try {
+        l(s);
+      } catch (e) {
+        this.opts.logger.error({ err: e }, 'dashboard sample listener failed');
+      }
+    }
+  }
+
+  private safely(what: string, f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.opts.logger.error({ err: e }, `dashboard ${what} failed`);
+    }
+  }
+}
+
+function rowKey(r: FleetRow): string {
+  return JSON.stringify([
+    ...ROW_KEYS.map((k) => r[k]),
+    r.failure?.code ?? null,
+    r.health?.runtime ?? null,
+    r.health?.adapter ?? null,
+  ]);
+}
