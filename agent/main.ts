@@ -38,11 +38,17 @@ export async function runAgentCommand(configPath: string, opts: { logLevel?: str
   const logger = pino({ level: opts.logLevel ?? config.log_level, base: { device: config.device_id } });
   const running = await startAgent(config, logger);
   logger.info({ broker: config.broker.url, data_dir: config.data_dir }, 'agent started');
+  // Keeps the process alive until a signal: the link's reconnect timer is unref'd, so while the
+  // broker is unreachable (a gateway booting before its network) nothing else holds the event
+  // loop, and node would exit with 13 (unsettled top-level await); under systemd that is a
+  // restart loop whose agent starts count against a running trial.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
+      clearInterval(keepAlive);
       logger.info({ signal }, 'agent stopping');
       running.stop().then(resolve, (e) => {
         logger.error({ err: e }, 'agent stop failed');
