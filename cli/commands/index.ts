@@ -2,10 +2,12 @@ import type { Command } from 'commander';
 import { register as agent } from './agent.js';
 import { register as assign } from './assign.js';
 import { register as broker } from './broker.js';
+import { register as demo } from './demo.js';
 import { register as device } from './device.js';
 import { register as drift } from './drift.js';
 import { register as keys } from './keys.js';
 import { register as manager } from './manager.js';
+import { register as simulate } from './simulate.js';
 import { register as snapshot } from './snapshot.js';
 import { register as snapshotRepo } from './snapshot-repo.js';
 
@@ -20,4 +22,6 @@ export const COMMANDS: Array<(program: Command) => void> = [
   snapshotRepo,
   agent,
   broker,
+  simulate,
+  demo,
 ];
