@@ -145,6 +145,54 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE credentials ADD COLUMN mosquitto TEXT;
     `,
   },
+  {
+    version: 3,
+    description: 'rollouts: engine state saved before every effect, the outcome ledger, pending snapshot marks',
+    sql: `
+      -- One row per rollout (manager/rollout-store.ts). \`state\` is the engine's RolloutState JSON,
+      -- saved after every step and BEFORE its effects run (docs/rollouts.md "Running the engine"),
+      -- so a restarted manager resumes from it. \`outcome\` is the ledger entry recorded against the
+      -- snapshot when the rollout ends; \`marks\` holds mark-snapshot effects saved with the state
+      -- and cleared once applied (a crash in between re-applies them at start).
+      CREATE TABLE rollouts (
+        id         TEXT PRIMARY KEY,
+        snapshot   TEXT NOT NULL,
+        label      TEXT NOT NULL,              -- name@version of the snapshot
+        name       TEXT,                       -- the plan's name
+        phase      TEXT NOT NULL,
+        seq        INTEGER NOT NULL,           -- the engine's step counter
+        created    INTEGER NOT NULL,
+        updated    INTEGER NOT NULL,
+        ended      INTEGER,
+        forced     INTEGER NOT NULL DEFAULT 0, -- started with --force over a flagged snapshot
+        plan_text  TEXT NOT NULL,              -- the plan as submitted
+        state      TEXT NOT NULL,
+        outcome    TEXT,
+        marks      TEXT
+      ) STRICT;
+      CREATE INDEX rollouts_snapshot ON rollouts (snapshot, created);
+      CREATE INDEX rollouts_phase ON rollouts (phase);
+
+      -- The rollout ledger: every record-event effect, written in the transaction that saves the
+      -- state of the step that produced it (so it is never lost nor written twice). Append-only.
+      CREATE TABLE rollout_events (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        rollout  TEXT NOT NULL REFERENCES rollouts (id),
+        seq      INTEGER NOT NULL,             -- engine step that produced it
+        ts       INTEGER NOT NULL,
+        kind     TEXT NOT NULL,
+        stage    TEXT,
+        device   TEXT,
+        data     TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX rollout_events_rollout ON rollout_events (rollout, id);
+      CREATE INDEX rollout_events_device ON rollout_events (device, id);
+      CREATE TRIGGER rollout_events_no_update BEFORE UPDATE ON rollout_events
+        BEGIN SELECT RAISE(ABORT, 'rollout events are append-only'); END;
+      CREATE TRIGGER rollout_events_no_delete BEFORE DELETE ON rollout_events
+        BEGIN SELECT RAISE(ABORT, 'rollout events are append-only'); END;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0);
