@@ -310,7 +310,7 @@ export function generateMosquittoFiles(input: MosquittoInput): MosquittoFiles {
     } else if (d.mosquitto === null) {
       skipped.push({
         device: d.device,
-        reason: 'enrolled before fleetgate stored mosquitto hashes: rotate its secret',
+        reason: 'enrolled before fleetgate stored mosquitto hashes: enroll it again or rotate its secret',
       });
     } else {
       lines.push(`${d.device}:${d.mosquitto}`);
