@@ -1,0 +1,163 @@
+/**
+ * The device side of bench/chunk-transfer.ts, run as a child process so that the device's work
+ * (CBOR decoding, the SQLite fsync per chunk) overlaps the manager's and the broker's as it does
+ * between a gateway and its manager, instead of blocking their event loop. The real agent pieces:
+ * AgentLink + ChunkDownloader + SqliteSlotStore. Commands come over IPC (kit.ts serveParent).
+ */
+import { createHash } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { ChunkDownloader } from '../agent/downloader.js';
+import { AgentLink } from '../agent/mqtt-link.js';
+import { SqliteSlotStore } from '../agent/sqlite-slot-store.js';
+import { deviceTopic } from '../protocol/topics.js';
+import { epochMs, serveParent, silentLogger, waitFor } from './kit.js';
+
+interface Setup {
+  url: string;
+  prefix: string;
+  id: string;
+  password: string;
+  storePath: string;
+  snapshot: string;
+  size: number;
+  sha256: string;
+  /** Downloader overrides (default: the agent's, 64 KiB and 8 in flight). */
+  chunkSize?: number;
+  window?: number;
+}
+
+let setup: Setup | undefined;
+let link: AgentLink | undefined;
+let downloader: ChunkDownloader | undefined;
+let store: SqliteSlotStore | undefined;
+let disconnects = 0;
+let rawClient: MqttClient | undefined;
+let rawGot = 0;
+let rawWant = 0;
+let rawDone: ((at: number) => void) | undefined;
+let pendingRaw: Promise<number> | undefined;
+
+const need = <T>(v: T | undefined, what: string): T => {
+  if (v === undefined) throw new Error(`${what}: call setup first`);
+  return v;
+};
+
+serveParent({
+  async setup(a) {
+    const s = a as unknown as Setup;
+    setup = s;
+    const l = new AgentLink({
+      url: s.url,
+      deviceId: s.id,
+      prefix: s.prefix,
+      username: s.id,
+      password: s.password,
+      logger: silentLogger,
+      // A quick first retry: the resume figure counts chunks, not the reconnect delay.
+      backoff: { baseMs: 100, capMs: 1000, floorMs: 50 },
+    });
+    link = l;
+    const d = new ChunkDownloader(l, {
+      ...(s.chunkSize ? { chunkSize: s.chunkSize } : {}),
+      ...(s.window ? { window: s.window } : {}),
+    });
+    downloader = d;
+    l.on('chunk', (p) => d.onChunk(p));
+    l.on('connected', () => d.resume());
+    l.on('disconnected', () => disconnects++);
+    l.start();
+    store = new SqliteSlotStore(s.storePath);
+    await waitFor('agent link connected', () => l.connected, 10_000);
+    return { pid: process.pid };
+  },
+
+  /** One download of the whole payload; `cut`: drop the socket once half is stored. */
+  async download(a) {
+    const s = need(setup, 'download');
+    const d = need(downloader, 'download');
+    const st = need(store, 'download');
+    const l = need(link, 'download');
+    const intoStore = a.sink === 'store';
+    if (intoStore) {
+      st.clearSlot('B');
+      st.beginDownload('B', { snapshot: s.snapshot, manifest: new Uint8Array(64), size: s.size, generation: 1 });
+    }
+    const cut = a.cut === true;
+    let cutDone = false;
+    const d0 = disconnects;
+    const parts: Uint8Array[] = [];
+    const t0 = performance.now();
+    const r = await d.download({ snapshot: s.snapshot, size: s.size, offset: 0 }, (off, bytes) => {
+      if (intoStore) st.appendChunk('B', off, bytes);
+      else parts.push(bytes);
+      if (cut && !cutDone && off + bytes.byteLength >= s.size / 2) {
+        cutDone = true;
+        // A network drop as the device sees it: its socket goes away mid-transfer.
+        (l as unknown as { client?: MqttClient }).client?.stream.destroy();
+      }
+    });
+    const ms = performance.now() - t0;
+    if (!r.ok) throw new Error(`download failed: ${r.error.message}`);
+    const h = createHash('sha256');
+    for (const c of intoStore ? st.chunks('B') : parts) h.update(c);
+    if (h.digest('hex') !== s.sha256) throw new Error('downloaded payload digest mismatch');
+    return { ms, cut: cutDone, disconnects: disconnects - d0, unexpected: d.unexpected };
+  },
+
+  async closeLink() {
+    await link?.close();
+    link = undefined;
+    return null;
+  },
+
+  /** A plain mqtt.js subscriber on the device's chunk topic. */
+  async rawSubscribe(a) {
+    const s = need(setup, 'rawSubscribe');
+    const c = await new Promise<MqttClient>((resolve, reject) => {
+      const client = mqtt.connect(s.url, {
+        clientId: 'bench-raw-sub',
+        username: s.id,
+        password: s.password,
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      });
+      client.once('connect', () => resolve(client));
+      client.once('error', reject);
+    });
+    rawClient = c;
+    c.on('message', (_t, b) => {
+      rawGot += b.byteLength;
+      if (rawDone && rawGot >= rawWant) {
+        const done = rawDone;
+        rawDone = undefined;
+        done(epochMs());
+      }
+    });
+    await c.subscribeAsync(deviceTopic(s.prefix, s.id, 'chunk'), { qos: a.qos === 0 ? 0 : 1 });
+    return null;
+  },
+
+  /** Arms the subscriber for `bytes`; `rawWait` then resolves with the wall-clock ms they were all in. */
+  rawArm(a) {
+    rawGot = 0;
+    rawWant = Number(a.bytes);
+    let resolve: (at: number) => void = () => undefined;
+    const p = new Promise<number>((r) => {
+      resolve = r;
+    });
+    rawDone = resolve;
+    pendingRaw = p;
+    return null;
+  },
+
+  rawWait() {
+    return need(pendingRaw, 'rawWait');
+  },
+
+  async close() {
+    await link?.close().catch(() => undefined);
+    await rawClient?.endAsync(true);
+    store?.close();
+    return null;
+  },
+});

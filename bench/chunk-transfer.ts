@@ -1,0 +1,218 @@
+/**
+ * A 4 MiB bundle over MQTT chunks (issue "Simulator and benchmarks" (c)): the real agent pieces
+ * (AgentLink + ChunkDownloader, 64 KiB chunks, 8 in flight, every chunk written to a SqliteSlotStore
+ * on disk as the agent does; in a child process, bench/chunk-device.ts) against the manager's chunk
+ * server (FleetService, in this process) through the embedded broker, vs a raw mqtt.js publish of
+ * the same bytes through the same broker (one QoS 1 message, manager principal in this process ->
+ * a subscriber on the device's `chunk` topic in the child). Goal: chunked throughput >= 0.8 x raw.
+ * Then a download is cut in the middle (the broker drops the device's connection) and resumed;
+ * the chunk server's `served` counter says how many chunks were sent twice (goal: at most one).
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import { deviceTopic } from '../protocol/topics.js';
+import { epochMs, forkBench, sleep, startBenchFleet } from './kit.js';
+import { type Bench, type Figure, formatFigure, stats } from './lib.js';
+
+export interface ChunkTransferResult {
+  readonly payloadBytes: number;
+  /** Chunked download into the SQLite slot store, ms per repeat. */
+  readonly chunkedMs: number[];
+  /** Chunked download into memory (no store), ms per repeat. */
+  readonly chunkedMemoryMs: number[];
+  /** One QoS 1 publish of the payload, publisher -> subscriber, ms per repeat. */
+  readonly rawMs: number[];
+  /** The payload as 64 KiB QoS 0 messages, all published at once, ms per repeat. */
+  readonly rawPiecesMs: number[];
+  /** Resumed download: chunks served in total, chunks the payload has, re-sent = the difference. */
+  readonly resume: { readonly served: number; readonly chunks: number; readonly resent: number };
+}
+
+const CHUNK = 64 * 1024;
+
+interface Downloaded {
+  ms: number;
+  cut: boolean;
+  disconnects: number;
+}
+
+export async function measureChunkTransfer(opts: {
+  payloadBytes: number;
+  repeats: number;
+  /** Downloader overrides, for exploring; the figures use the agent's defaults. */
+  window?: number;
+  chunkSize?: number;
+}): Promise<ChunkTransferResult> {
+  const fleet = await startBenchFleet({ tag: 'chunks' });
+  const device = forkBench('chunk-device');
+  let pub: MqttClient | undefined;
+  try {
+    const { service } = fleet;
+    const id = 'gw-dl';
+    const added = await service.addDevice({ id, site: 'bench', hardware: 'gw-x86' }, { dataDir: join(fleet.dir, id) });
+    // Incompressible padding, so the payload is the size asked for whatever the transport does.
+    const pad = randomBytes(Math.max(0, opts.payloadBytes - 12 * 1024));
+    const snap = fleet.bundle(
+      '1.0.0',
+      1,
+      { mode: 'healthy' },
+      { extra: [{ path: 'pad.bin', mode: 0o644, data: pad }] },
+    );
+    await service.pushSnapshot(snap.bytes);
+    await service.assign([id], snap.id);
+    const record = service.getSnapshot(snap.id);
+    await device.call('setup', {
+      url: fleet.url,
+      prefix: fleet.prefix,
+      id,
+      password: added.secret,
+      storePath: join(fleet.dir, 'slots.db'),
+      snapshot: snap.id,
+      size: snap.size,
+      sha256: record.sha256,
+      ...(opts.window ? { window: opts.window } : {}),
+      ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+    });
+    // The chunk server allows 200 fetches/s with a burst of 64 per device (chunk-server.ts): a
+    // 4 MiB payload is 64 chunks, so each download starts with a full bucket after this pause.
+    const refill = () => sleep(Math.ceil((Math.ceil(snap.size / (opts.chunkSize ?? CHUNK)) / 200) * 1000) + 100);
+
+    const chunkedMs: number[] = [];
+    const chunkedMemoryMs: number[] = [];
+    for (let i = 0; i < opts.repeats + 1; i++) {
+      await refill();
+      const st = await device.call<Downloaded>('download', { sink: 'store' });
+      await refill();
+      const mem = await device.call<Downloaded>('download', { sink: 'memory' });
+      if (i === 0) continue; // warm-up
+      chunkedMs.push(st.ms);
+      chunkedMemoryMs.push(mem.ms);
+    }
+
+    // Resume: the device's socket drops once half the payload is stored.
+    await refill();
+    const served0 = service.stats().fetch.served;
+    const cut = await device.call<Downloaded>('download', { sink: 'store', cut: true });
+    if (!cut.cut || cut.disconnects < 1) throw new Error('the connection was never cut');
+    const chunks = Math.ceil(snap.size / (opts.chunkSize ?? CHUNK));
+    const served = service.stats().fetch.served - served0;
+    await device.call('closeLink');
+
+    // Raw: the same number of bytes, manager principal -> the device's chunk topic, no request/response.
+    const topic = deviceTopic(fleet.prefix, id, 'chunk');
+    const p = await new Promise<MqttClient>((resolve, reject) => {
+      const c = mqtt.connect(fleet.url, {
+        clientId: 'bench-raw-pub',
+        ...fleet.managerCredentials,
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      });
+      c.once('connect', () => resolve(c));
+      c.once('error', reject);
+    });
+    pub = p;
+    await device.call('rawSubscribe', { qos: 1 });
+    const payload = randomBytes(snap.size);
+    const once = async (send: () => void) => {
+      await device.call('rawArm', { bytes: payload.byteLength });
+      const t0 = epochMs();
+      send();
+      const at = await device.call<number>('rawWait');
+      return at - t0;
+    };
+    const rawMs: number[] = [];
+    const rawPiecesMs: number[] = [];
+    for (let i = 0; i < opts.repeats + 1; i++) {
+      const one = await once(() => p.publish(topic, payload, { qos: 1 }));
+      const pieces = await once(() => {
+        for (let off = 0; off < payload.byteLength; off += CHUNK) {
+          p.publish(topic, payload.subarray(off, off + CHUNK), { qos: 0 });
+        }
+      });
+      if (i === 0) continue;
+      rawMs.push(one);
+      rawPiecesMs.push(pieces);
+    }
+    return {
+      payloadBytes: snap.size,
+      chunkedMs,
+      chunkedMemoryMs,
+      rawMs,
+      rawPiecesMs,
+      resume: { served, chunks, resent: served - chunks },
+    };
+  } finally {
+    await device.call('close', {}, 10_000).catch(() => undefined);
+    await device.stop();
+    await pub?.endAsync(true).catch(() => undefined);
+    await fleet.close();
+  }
+}
+
+export function chunkTransferFigures(r: ChunkTransferResult): Figure[] {
+  const mib = r.payloadBytes / 2 ** 20;
+  const chunked = stats(r.chunkedMs).median;
+  const memory = stats(r.chunkedMemoryMs).median;
+  const one = stats(r.rawMs).median;
+  const pieces = stats(r.rawPiecesMs).median;
+  const rate = (ms: number) => mib / (ms / 1000);
+  return [
+    {
+      name: `${mib.toFixed(1)} MiB chunked download into the slot store (median)`,
+      value: chunked,
+      unit: 'ms',
+      note: `${rate(chunked).toFixed(1)} MiB/s`,
+    },
+    {
+      name: `${mib.toFixed(1)} MiB chunked download into memory (median)`,
+      value: memory,
+      unit: 'ms',
+      note: `${rate(memory).toFixed(1)} MiB/s`,
+    },
+    {
+      name: `${mib.toFixed(1)} MiB raw mqtt.js publish, one QoS 1 message (median)`,
+      value: one,
+      unit: 'ms',
+      note: `${rate(one).toFixed(1)} MiB/s`,
+    },
+    {
+      name: `${mib.toFixed(1)} MiB raw mqtt.js, 64 KiB QoS 0 pieces (median)`,
+      value: pieces,
+      unit: 'ms',
+      note: `${rate(pieces).toFixed(1)} MiB/s`,
+    },
+    {
+      name: 'chunked (slot store) throughput / raw publish',
+      value: one / chunked,
+      unit: 'x',
+      goal: { op: '>=', value: 0.8 },
+      note: `into memory: ${(one / memory).toFixed(2)} x`,
+    },
+    {
+      name: 'chunks re-sent after a disconnect at 50%',
+      value: r.resume.resent,
+      unit: 'chunks',
+      goal: { op: '<=', value: 1 },
+      note: `${r.resume.served} served for ${r.resume.chunks}`,
+    },
+  ];
+}
+
+export const chunkTransferBench: Bench = {
+  name: 'chunk-transfer',
+  description: '4 MiB bundle: agent downloader vs chunk server through the embedded broker, vs a raw publish; resume',
+  async run({ quick, log }) {
+    const r = await measureChunkTransfer({ payloadBytes: 4 * 2 ** 20, repeats: quick ? 2 : 7 });
+    log(
+      `chunked ms: ${r.chunkedMs.map((v) => v.toFixed(0)).join(', ')}; raw ms: ${r.rawMs.map((v) => v.toFixed(0)).join(', ')}`,
+    );
+    return chunkTransferFigures(r);
+  },
+};
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const figures = await chunkTransferBench.run({ quick: process.argv.includes('--quick'), log: console.log });
+  for (const f of figures) console.log(formatFigure(f));
+}

@@ -1,0 +1,312 @@
+/**
+ * Shared set-up for the benchmarks that need a real manager and real agents: the manager's
+ * FleetService on the embedded broker (the assembly manager/server.ts makes, minus the HTTP API
+ * and the key files, so a benchmark knows the manager's broker credentials), bundles of the example
+ * runtime, process memory from /proc, and small waiting helpers. Everything on 127.0.0.1, port 0,
+ * in a temp dir that close() removes.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { type Authenticator, type EmbeddedBroker, startBroker } from '../broker/index.js';
+import { FleetService } from '../manager/fleet-service.js';
+import { buildBundle, type PayloadFile } from '../protocol/bundle.js';
+import { generateSigningKey, publicOf, type SigningKey } from '../protocol/keys.js';
+import type { AcceptanceSpec } from '../protocol/manifest.js';
+import { DEFAULT_PREFIX } from '../protocol/topics.js';
+
+/** The repository root (holds package.json), from dist/bench/ as well as from bench/ under vitest. */
+export function repoRoot(): string {
+  let dir = import.meta.dirname;
+  for (let i = 0; i < 5; i++) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bin', 'fleetgate.js'))) return dir;
+    dir = dirname(dir);
+  }
+  throw new Error(`repository root not found above ${import.meta.dirname}`);
+}
+
+/** The compiled file of a bench module, for child processes (`dist/bench/<name>.js`). */
+export function distBench(name: string): string {
+  return join(repoRoot(), 'dist', 'bench', `${name}.js`);
+}
+
+export const silentLogger: Logger = pino({ level: 'silent' });
+
+export function tempDir(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `fg-bench-${tag}-`));
+}
+
+/** VmRSS (or another /proc/<pid>/status field) in KiB; NaN where /proc is not there. */
+export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (for programs that can not be told to use port 0, like mosquitto). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `fn` every `everyMs` until it returns something other than undefined/false. */
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | false,
+  timeoutMs = 30_000,
+  everyMs = 20,
+): Promise<T> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (performance.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+export function exampleRuntimeFiles(runtimeJson: Record<string, unknown>): PayloadFile[] {
+  const dir = join(repoRoot(), 'examples', 'runtime');
+  const files: PayloadFile[] = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isFile() && name.endsWith('.js')) files.push({ path: name, mode: 0o644, data: readFileSync(p) });
+  }
+  files.push({ path: 'runtime.json', mode: 0o644, data: Buffer.from(JSON.stringify(runtimeJson)) });
+  return files;
+}
+
+export interface BenchFleet {
+  readonly dir: string;
+  readonly broker: EmbeddedBroker;
+  readonly service: FleetService;
+  readonly url: string;
+  readonly prefix: string;
+  readonly managerCredentials: { readonly username: string; readonly password: string };
+  readonly releaseKey: SigningKey;
+  /** A bundle of the example runtime (runtime.json = `runtimeJson`), plus `extra` files (e.g. padding). */
+  bundle(
+    version: string,
+    seq: number,
+    runtimeJson: Record<string, unknown>,
+    opts?: { extra?: PayloadFile[]; acceptance?: AcceptanceSpec | null },
+  ): { bytes: Uint8Array; id: string; size: number };
+  close(): Promise<void>;
+}
+
+/** The manager's FleetService on the embedded broker (tcp, 127.0.0.1, port 0), in a temp dir. */
+export async function startBenchFleet(opts: { tag: string; logger?: Logger } = { tag: 'fleet' }): Promise<BenchFleet> {
+  const dir = tempDir(opts.tag);
+  const logger = opts.logger ?? silentLogger;
+  const managerCredentials = { username: 'fleetgate-manager', password: randomBytes(24).toString('base64url') };
+  const managerKey = generateSigningKey();
+  const releaseKey = generateSigningKey();
+  let auth: Authenticator | null = null;
+  const broker = await startBroker({
+    prefix: DEFAULT_PREFIX,
+    logger,
+    authenticator: { authenticate: (u, p, c) => (auth ? auth.authenticate(u, p, c) : Promise.resolve(null)) },
+    listeners: { tcp: { host: '127.0.0.1', port: 0 } },
+  });
+  const url = broker.addresses().tcp;
+  if (!url) throw new Error('broker reports no tcp address');
+  const service = new FleetService({
+    store: join(dir, 'fleetgate.db'),
+    dataDir: dir,
+    prefix: DEFAULT_PREFIX,
+    managerKey,
+    releaseKeys: [publicOf(releaseKey)],
+    managerCredentials,
+    agentBroker: { url },
+    logger,
+  });
+  auth = service.authenticator;
+  await service.start({ mqtt: { url, ...managerCredentials, clientId: managerCredentials.username } });
+  mkdirSync(join(dir, 'agents'), { recursive: true });
+  return {
+    dir,
+    broker,
+    service,
+    url,
+    prefix: DEFAULT_PREFIX,
+    managerCredentials,
+    releaseKey,
+    bundle(version, seq, runtimeJson, o = {}) {
+      const b = buildBundle(
+        [...exampleRuntimeFiles(runtimeJson), ...(o.extra ?? [])],
+        {
+          name: 'bench-logic',
+          version,
+          seq,
+          run: { command: 'node', args: ['runtime.js'], env: {}, probe: { type: 'stdout' } },
+          acceptance:
+            o.acceptance === undefined ? { command: 'node', args: ['acceptance.js'], timeout_s: 10 } : o.acceptance,
+          compat: { hardware: [], adapters: [] },
+        },
+        releaseKey,
+      );
+      return { bytes: b.bytes, id: b.opened.id, size: b.opened.manifest.size };
+    },
+    async close() {
+      await service.stop().catch(() => undefined);
+      await broker.close().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** High-resolution wall-clock ms, comparable between processes on one machine. */
+export const epochMs = (): number => performance.timeOrigin + performance.now();
+
+type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };
+
+export interface BenchChild {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Sends `{cmd, ...args}` and resolves with the child's answer (rejects on its error or its exit). */
+  call<T = unknown>(cmd: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once it exited. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Forks a compiled bench module (`dist/bench/<name>.js`) that answers with `serveParent`. */
+export function forkBench(name: string, opts: { execArgv?: string[]; env?: NodeJS.ProcessEnv } = {}): BenchChild {
+  const child = fork(distBench(name), [], {
+    // Inherits the parent's flags by default (--expose-gc, --cpu-prof for profiling a run).
+    execArgv: opts.execArgv ?? process.execArgv,
+    stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+    ...(opts.env ? { env: opts.env } : {}),
+    serialization: 'advanced',
+  });
+  if (child.pid === undefined) throw new Error(`${name}: fork failed`);
+  let next = 1;
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let exitInfo: string | null = null;
+  // Forwarded as it comes, and the tail kept for the error of a child that dies.
+  let stderrTail = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    process.stderr.write(b);
+    stderrTail = (stderrTail + b.toString()).slice(-2000);
+  });
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      exitInfo = `${name} exited (${code ?? signal})${stderrTail ? `: ${stderrTail}` : ''}`;
+      for (const w of waiting.values()) w.reject(new Error(exitInfo));
+      waiting.clear();
+      resolve();
+    }),
+  );
+  child.on('message', (m: Reply) => {
+    const w = waiting.get(m.id);
+    if (!w) return;
+    waiting.delete(m.id);
+    if (m.ok) w.resolve(m.value);
+    else w.reject(new Error(`${name}: ${m.error}`));
+  });
+  return {
+    child,
+    pid: child.pid,
+    call<T>(cmd: string, args: Record<string, unknown> = {}, timeoutMs = 600_000): Promise<T> {
+      if (exitInfo) return Promise.reject(new Error(exitInfo));
+      const id = next++;
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new Error(`${name}: ${cmd} timed out after ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiting.set(id, {
+          resolve: (v) => {
+            clearTimeout(timer);
+            resolve(v as T);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        });
+        child.send({ id, cmd, args });
+      });
+    },
+    async stop(graceMs = 5_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** The child side of forkBench: answers each `{id, cmd, args}` with the handler's result. Exits on SIGTERM or parent loss. */
+export function serveParent(handlers: Record<string, (args: Record<string, unknown>) => unknown>): void {
+  process.on('message', (m: { id: number; cmd: string; args: Record<string, unknown> }) => {
+    const h = handlers[m.cmd];
+    const send = (r: Reply) => process.send?.(r);
+    if (!h) {
+      send({ id: m.id, ok: false, error: `unknown command ${m.cmd}` });
+      return;
+    }
+    Promise.resolve()
+      .then(() => h(m.args))
+      .then(
+        (value) => send({ id: m.id, ok: true, value }),
+        (e: unknown) => send({ id: m.id, ok: false, error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
+      );
+  });
+  process.once('disconnect', () => process.exit(0));
+  // A normal exit, so that --cpu-prof profiles of children get written.
+  process.once('SIGTERM', () => process.exit(0));
+}
+
+/**
+ * IPC commands that CPU-profile one stretch of a child (e.g. only the storm phase) with the
+ * inspector, written as a .cpuprofile that Chrome DevTools or speedscope open.
+ */
+export function profilerCommands(): Record<string, (args: Record<string, unknown>) => unknown> {
+  let session: import('node:inspector/promises').Session | undefined;
+  return {
+    async profStart() {
+      const { Session } = await import('node:inspector/promises');
+      const s = new Session();
+      s.connect();
+      await s.post('Profiler.enable');
+      await s.post('Profiler.setSamplingInterval', { interval: 500 });
+      await s.post('Profiler.start');
+      session = s;
+      return null;
+    },
+    async profStop(args) {
+      const s = session;
+      if (!s) return null;
+      session = undefined;
+      const { profile } = await s.post('Profiler.stop');
+      s.disconnect();
+      writeFileSync(String(args.file), JSON.stringify(profile));
+      return String(args.file);
+    },
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * Smoke run of the benchmarks (bench/, `npm run bench`) at tiny sizes: each one runs end to end
+ * against the real parts (SQLite files, the manager on the embedded broker, a real agent and the
+ * example runtime, child processes from dist/bench) and returns finite figures. No timing is
+ * asserted here: the machine is shared and timings are what `npm run bench` reports.
+ */
+import { describe, expect, it } from 'vitest';
+import { measureChunkTransfer } from '../../bench/chunk-transfer.js';
+import { measureCrashLoopRevert } from '../../bench/crash-loop-revert.js';
+import { formatFigure } from '../../bench/lib.js';
+import { runStorm } from '../../bench/reconnect-storm.js';
+import { measureSlotSwitch, slotSwitchFigures } from '../../bench/slot-switch.js';
+
+const finite = (v: number) => Number.isFinite(v) && v >= 0;
+
+describe('benchmarks at tiny sizes', () => {
+  it('slot-switch: FULL and NORMAL give a median and p99 for each transaction', () => {
+    const full = measureSlotSwitch({ switches: 30, synchronous: 'FULL' });
+    const normal = measureSlotSwitch({ switches: 30, synchronous: 'NORMAL' });
+    expect(full.switchMs.n).toBe(30);
+    for (const f of slotSwitchFigures(full, normal)) {
+      expect(finite(f.value), formatFigure(f)).toBe(true);
+    }
+  });
+
+  it('crash-loop-revert: a real agent reverts and the previous runtime starts after the decision', async () => {
+    const r = await measureCrashLoopRevert({ repeats: 1 });
+    expect(r.revertMs).toHaveLength(1);
+    expect(r.revertMs.every(finite)).toBe(true);
+    expect(r.toHealthyMs.every(finite)).toBe(true);
+  }, 30_000);
+
+  it('chunk-transfer: chunked, raw and a resumed download of a small payload complete', async () => {
+    const r = await measureChunkTransfer({ payloadBytes: 256 * 1024, repeats: 1 });
+    expect(r.chunkedMs.every(finite) && r.chunkedMemoryMs.every(finite)).toBe(true);
+    expect(r.rawMs.every(finite) && r.rawPiecesMs.every(finite)).toBe(true);
+    // The resumed download fetched every chunk at least once.
+    expect(r.resume.served).toBeGreaterThanOrEqual(r.resume.chunks);
+  }, 30_000);
+
+  it('reconnect-storm: every device of a small fleet gets its desired document from the real manager, twice', async () => {
+    const r = await runStorm('manager', 40, { timeoutMs: 20_000 });
+    expect(r.online.missing).toBe(0);
+    expect(r.storm.missing).toBe(0);
+    expect(finite(r.storm.seconds)).toBe(true);
+    expect(r.desiredBytes).toBeGreaterThan(0);
+    expect(r.rssStormKiB).toBeGreaterThan(0);
+  }, 30_000);
+});
