@@ -36,7 +36,14 @@ export function stagePlan(d: Draft, i: number): StagePlan {
 /** The trial handed to devices: the stage's trial parameters plus the plan's gates as local gates. */
 export function trialFor(d: Draft, i: number): Partial<TrialSpec> {
   const t: Record<string, unknown> = { ...stagePlan(d, i).trial };
-  if (d.plan.localGates) for (const g of d.plan.gates) if (LOCAL_GATES.has(g.name)) t[g.name] = g.source;
+  if (d.plan.localGates) {
+    for (const g of d.plan.gates) {
+      if (!LOCAL_GATES.has(g.name)) continue;
+      // A device can not judge a sustained comparison alone (it has one sample, no cohort): only the residual.
+      const source = g.sustained ? g.sustained.residual : g.source;
+      if (source !== null) t[g.name] = source;
+    }
+  }
   return t as Partial<TrialSpec>;
 }
 

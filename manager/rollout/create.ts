@@ -95,6 +95,7 @@ export function createRollout(input: CreateRolloutInput): Result<{ state: Rollou
         gates: {},
         signals: {},
         baselineSignals: {},
+        hardware: f.hardware,
         rollback: null,
       };
     }
@@ -112,6 +113,7 @@ export function createRollout(input: CreateRolloutInput): Result<{ state: Rollou
       evidenceWaived: false,
       evidence: {},
       counts: { ...emptyCounts(), pending: sel.devices.length },
+      classes: [...new Set(sel.devices.map((id) => (byId.get(id) as FleetDevice).hardware))].sort(),
     };
   });
   const state: RolloutState = {

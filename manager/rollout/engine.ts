@@ -90,6 +90,7 @@ export function nextWake(state: RolloutState): number | null {
         }
       }
     }
+    if (state.phase === 'running' && st?.statsDueAt != null) at(st.statsDueAt);
     if (state.phase === 'running' && plan.ratePerMinute !== null && st && st.counts.pending > 0) {
       const oldest = state.recentStarts[0];
       if (oldest !== undefined) at(oldest + 60_000);

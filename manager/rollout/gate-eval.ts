@@ -53,10 +53,14 @@ export function evaluateGates(
   dev: DeviceRun,
   ctx: EvalContext,
 ): { gate: GatePlan; result: GateEvaluation }[] {
-  return gates.map((gate) => ({
-    gate,
-    result: evaluateGate(gateOf(gate.source), (name) => lookupSignal(dev, ctx, name)),
-  }));
+  const out: { gate: GatePlan; result: GateEvaluation }[] = [];
+  for (const gate of gates) {
+    // A sustained gate is judged per device on what is left without its baseline comparisons.
+    const source = gate.sustained ? gate.sustained.residual : gate.source;
+    if (source === null) continue;
+    out.push({ gate, result: evaluateGate(gateOf(source), (name) => lookupSignal(dev, ctx, name)) });
+  }
+  return out;
 }
 
 function addValue(prev: SignalEvidence | undefined, v: GateValue): SignalEvidence {

@@ -56,7 +56,12 @@ export function evaluateHold(d: Draft, id: string, now: number, evidence: boolea
     failDevice(
       d,
       id,
-      { category: failed.gate.category, code, detail: `${failed.gate.name}: ${failed.gate.source} (${values})` },
+      {
+        category: failed.gate.category,
+        code,
+        detail: `${failed.gate.name}: ${failed.gate.source} (${values})`,
+        gate: failed.gate.name,
+      },
       now,
     );
     return;

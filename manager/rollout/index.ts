@@ -10,6 +10,7 @@ export { nextWake, step, stepAll } from './engine.js';
 export { checkPlan, MAX_PLAN_BYTES, type PlanIssue, parsePlan } from './plan.js';
 export * from './plan-types.js';
 export { formatDuration, parseDuration, parseSize, parseThreshold, thresholdCount } from './plan-values.js';
+export { applySide, readsBaseline, splitSustained } from './relative.js';
 export {
   type FailureGroup,
   failureGroups,
@@ -33,5 +34,15 @@ export {
   selectDevices,
 } from './select.js';
 export { events, healthSignals, reportOf, telemetrySignals } from './signals.js';
+export {
+  type Alternative,
+  type CompareOptions,
+  compareSamples,
+  type MannWhitney,
+  mannWhitney,
+  median,
+  type StatEvidence,
+  type StatVerdict,
+} from './stats.js';
 export { COMMANDS, TRANSITIONS } from './transitions.js';
 export * from './types.js';

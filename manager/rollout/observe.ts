@@ -6,9 +6,11 @@ import { isFailureCategory } from '../../protocol/errors.js';
 import { isFinal, isStarted, SETTLED_PHASES } from './common.js';
 import type { Draft } from './draft.js';
 import { evaluateHold } from './hold.js';
-import { failDevice, skipDevice } from './progress.js';
+import { failDevice, skipDevice, stop } from './progress.js';
 import { checkRollbackDone } from './rollback.js';
+import { earlyCheck } from './sustained.js';
 import type { DeviceRun, DeviceStatus, RolloutEvent } from './types.js';
+import { sampleSignals } from './windows.js';
 
 type Ev<K extends RolloutEvent['type']> = Extract<RolloutEvent, { type: K }>;
 
@@ -110,12 +112,16 @@ export function onReported(d: Draft, e: Ev<'reported'>): void {
 function baselineNames(d: Draft): string[] {
   const out: string[] = [];
   for (const g of d.plan.gates) {
+    // Sustained gates read the baseline through sample windows (windows.ts), not the latest value.
+    if (g.sustained) continue;
     for (const m of g.source.matchAll(/\bbaseline\.([A-Za-z_][A-Za-z0-9_.]*)/g)) out.push(m[1] as string);
   }
   return out;
 }
 
 export function onSignals(d: Draft, e: Ev<'signals'>): void {
+  const treated = sampleSignals(d, e);
+  if (treated !== null && earlyCheck(d, treated, e.now, (r) => stop(d, r, e.now))) return;
   const dev = d.dev(e.device);
   if (!dev || isFinal(dev.status) || dev.rollback) return;
   const aboutTarget = e.snapshot !== null ? e.snapshot === d.s.snapshot : isStarted(dev.status);

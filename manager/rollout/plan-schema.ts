@@ -5,9 +5,19 @@
  */
 import { z } from 'zod';
 import { parseGate } from '../../protocol/gates/index.js';
-import type { GatePlan, Plan, PlanTrial, Selector, StagePlan, StageSize, Threshold } from './plan-types.js';
-import { PLAN_DEFAULTS } from './plan-types.js';
+import type {
+  GatePlan,
+  Plan,
+  PlanTrial,
+  Selector,
+  StagePlan,
+  StageSize,
+  StatisticsPlan,
+  Threshold,
+} from './plan-types.js';
+import { PLAN_DEFAULTS, STAT_DEFAULTS } from './plan-types.js';
 import { type Parsed, parseDuration, parseSize, parseSnapshotRef, parseThreshold } from './plan-values.js';
+import { readsBaseline, splitSustained } from './relative.js';
 
 type Ctx = z.core.$RefinementCtx<unknown>;
 
@@ -155,6 +165,65 @@ const gateSource = z.string().transform((source, ctx) => {
   return z.NEVER;
 });
 
+/** `NAME: EXPR`, or `NAME: {gate: EXPR, judge: sustained|instant, baseline: auto|control|before}`. */
+const gateLong = z.strictObject({
+  gate: gateSource,
+  judge: z.enum(['sustained', 'instant']).optional(),
+  baseline: z.enum(['auto', 'control', 'before']).optional(),
+});
+// Not a z.union: a union folds its members' issues into one, losing the gate's column.
+const gateEntry = z.unknown().transform((v, ctx): string | z.infer<typeof gateLong> => {
+  const r = isPlainObject(v) ? gateLong.safeParse(v) : gateSource.safeParse(v);
+  if (r.success) return r.data;
+  forward(ctx, r.error.issues, []);
+  return z.NEVER;
+});
+type GateEntry = z.infer<typeof gateEntry>;
+
+/** `5%`, or a fraction from 0 to 1. */
+const fraction = z.union([
+  z.number().min(0).max(1),
+  z
+    .string()
+    .regex(/^\d+(?:\.\d+)?\s*%$/, 'expected a percentage such as 5% or a fraction such as 0.05')
+    .transform((v) => Number.parseFloat(v) / 100),
+]);
+
+const statistics = z
+  .strictObject({
+    alpha: z.number().gt(0).lt(0.5).optional(),
+    early_alpha: z.number().gt(0).lt(0.5).optional(),
+    min_effect: fraction.optional(),
+    min_abs_effect: z.number().min(0).optional(),
+    min_samples: z.number().int().min(3).max(10_000).optional(),
+    early_min_samples: z.number().int().min(3).max(10_000).optional(),
+    sample_every: z.union([z.literal('window'), duration]).optional(),
+    max_samples: z.number().int().min(10).max(10_000).optional(),
+  })
+  .transform(
+    (v): StatisticsPlan => ({
+      alpha: v.alpha ?? STAT_DEFAULTS.alpha,
+      earlyAlpha: v.early_alpha ?? STAT_DEFAULTS.earlyAlpha,
+      minEffect: v.min_effect ?? STAT_DEFAULTS.minEffect,
+      minAbsEffect: v.min_abs_effect ?? STAT_DEFAULTS.minAbsEffect,
+      minSamples: v.min_samples ?? STAT_DEFAULTS.minSamples,
+      earlyMinSamples: v.early_min_samples ?? STAT_DEFAULTS.earlyMinSamples,
+      sampleEveryMs: v.sample_every === undefined || v.sample_every === 'window' ? null : v.sample_every,
+      maxSamples: v.max_samples ?? STAT_DEFAULTS.maxSamples,
+    }),
+  );
+
+/** The gate of a plan entry; sustained gates split into residual and baseline terms (relative.ts). */
+function gatePlanOf(name: string, entry: GateEntry): { gate: GatePlan } | { message: string } {
+  const source = typeof entry === 'string' ? entry : entry.gate;
+  const category = GATE_CATEGORY[name] ?? 'behavior_gate';
+  const judge = typeof entry === 'string' ? undefined : entry.judge;
+  if (judge === 'instant' || !readsBaseline(source)) return { gate: { name, source, category } };
+  const split = splitSustained(source, (typeof entry === 'string' ? undefined : entry.baseline) ?? 'auto');
+  if (!split.ok) return { message: split.message };
+  return { gate: { name, source, category, sustained: split.value } };
+}
+
 const GATE_CATEGORY: Record<string, GatePlan['category']> = {
   health: 'health_gate',
   telemetry: 'telemetry_gate',
@@ -180,8 +249,9 @@ export const PlanFile = z
       .optional(),
     select: selector.optional(),
     gates: z
-      .record(z.string().regex(GATE_NAME, 'a gate name is lowercase letters, digits and "_"'), gateSource)
+      .record(z.string().regex(GATE_NAME, 'a gate name is lowercase letters, digits and "_"'), gateEntry)
       .optional(),
+    statistics: statistics.optional(),
     local_gates: z.boolean().optional(),
     stages: z.array(stageItem).min(1, 'a plan needs at least one stage'),
     hold: duration.optional(),
@@ -232,6 +302,10 @@ export const PlanFile = z
     }
     if (p.trial?.window_s === 0)
       ctx.addIssue({ code: 'custom', message: 'a trial window must be longer than 0', path: ['trial'] });
+    for (const [name, entry] of Object.entries(p.gates ?? {})) {
+      const g = gatePlanOf(name, entry);
+      if ('message' in g) ctx.addIssue({ code: 'custom', message: g.message, path: ['gates', name] });
+    }
   })
   .transform((p): Plan => {
     const planTrial = p.trial ?? {};
@@ -254,9 +328,13 @@ export const PlanFile = z
         minReported,
       };
     });
-    const gates = Object.entries(p.gates ?? {}).map(
-      ([name, source]): GatePlan => ({ name, source, category: GATE_CATEGORY[name] ?? 'behavior_gate' }),
-    );
+    const gates = Object.entries(p.gates ?? {}).map(([name, entry]): GatePlan => {
+      const g = gatePlanOf(name, entry);
+      // superRefine refused every gate that does not split, so this always holds.
+      return 'gate' in g
+        ? g.gate
+        : { name, source: typeof entry === 'string' ? entry : entry.gate, category: 'behavior_gate' };
+    });
     return {
       v: 1,
       name: p.name ?? null,
@@ -273,5 +351,6 @@ export const PlanFile = z
       offline: { policy: p.offline ?? 'wait', afterMs: p.offline_after ?? PLAN_DEFAULTS.offlineAfterMs },
       onFailure: p.on_failure ?? 'rollback',
       stopOnGateFailure: p.stop_on_gate_failure ?? true,
+      ...(p.statistics || gates.some((g) => g.sustained) ? { statistics: p.statistics ?? STAT_DEFAULTS } : {}),
     };
   });

@@ -64,7 +64,78 @@ export interface GatePlan {
   readonly source: string;
   /** health -> health_gate, telemetry -> telemetry_gate, anything else -> behavior_gate. */
   readonly category: Extract<FailureCategory, 'health_gate' | 'telemetry_gate' | 'behavior_gate'>;
+  /**
+   * Set for a gate that reads `baseline.X` and is judged `sustained` (the default for such gates,
+   * relative.ts): its baseline comparisons are two-sample tests per stage over the hold, the rest
+   * is judged per device. Absent: the gate is judged per device on each evaluation (`instant`).
+   */
+  readonly sustained?: SustainedGate;
+  /** Where the gate came from when it is not the plan's own (the learning loop, learning.ts). */
+  readonly origin?: string;
 }
+
+/** One comparison with the baseline: `expr op baselineExpr`, normalised so the current side is left. */
+export interface RelativeTerm {
+  /** The comparison as written (canonical form). */
+  readonly source: string;
+  /** The one current signal the left side reads, and the side's expression. */
+  readonly signal: string;
+  readonly expr: string;
+  /** The one baseline signal (without `baseline.`) the right side reads, and that side's expression. */
+  readonly baselineSignal: string;
+  readonly baselineExpr: string;
+  /** `<`/`<=`: the current side must not be larger; `>`/`>=`: must not be smaller. */
+  readonly op: '<' | '<=' | '>' | '>=';
+}
+
+/**
+ * Which baseline a sustained gate compares with. `control`: devices of the rollout still on their
+ * baseline during the same hold, of the same hardware classes; `before`: the stage's own devices
+ * before their update; `auto`: control when it has enough samples, else before.
+ */
+export type BaselineCohort = 'auto' | 'control' | 'before';
+
+export interface SustainedGate {
+  readonly terms: readonly RelativeTerm[];
+  /** The gate without its baseline comparisons, judged per device (null: nothing is left). */
+  readonly residual: string | null;
+  readonly against: BaselineCohort;
+}
+
+/** How sustained gates are judged (stats.ts); plan key `statistics`. */
+export interface StatisticsPlan {
+  /** Significance level of the judgement at the end of a stage's hold. */
+  readonly alpha: number;
+  /** Significance level to stop before the hold ends (overwhelming evidence only). */
+  readonly earlyAlpha: number;
+  /** Smallest median deviation, relative to the baseline side, that counts (0.01 = 1%). */
+  readonly minEffect: number;
+  /** Smallest absolute median deviation that counts. */
+  readonly minAbsEffect: number;
+  /** Samples each side needs for a verdict; fewer is inconclusive. */
+  readonly minSamples: number;
+  /** Samples of the updated devices needed before an early stop is considered. */
+  readonly earlyMinSamples: number;
+  /**
+   * At most one sample per device this often (ms); null = the telemetry's own window, so that
+   * consecutive samples do not overlap (overlapping sliding windows are correlated, which would
+   * make the test see "significance" in noise).
+   */
+  readonly sampleEveryMs: number | null;
+  /** Samples kept per stage, cohort and signal (reservoir sampling: bounded memory). */
+  readonly maxSamples: number;
+}
+
+export const STAT_DEFAULTS: StatisticsPlan = {
+  alpha: 0.01,
+  earlyAlpha: 1e-6,
+  minEffect: 0.01,
+  minAbsEffect: 0,
+  minSamples: 10,
+  earlyMinSamples: 20,
+  sampleEveryMs: null,
+  maxSamples: 400,
+};
 
 export interface Plan {
   readonly v: 1;
@@ -89,6 +160,8 @@ export interface Plan {
   readonly onFailure: OnFailure;
   /** A gate failing on any device stops the rollout even when max_failed would allow it. */
   readonly stopOnGateFailure: boolean;
+  /** How sustained (baseline-relative) gates are judged; absent in plans saved before: STAT_DEFAULTS. */
+  readonly statistics?: StatisticsPlan;
 }
 
 export const PLAN_DEFAULTS = {

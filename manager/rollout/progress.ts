@@ -9,6 +9,7 @@ import { FLAGGING_STOPS, finalCount, finish, isFinal, stagePlan, trialFor } from
 import type { Draft } from './draft.js';
 import { formatDuration, thresholdCount } from './plan-values.js';
 import { beginRollback } from './rollback.js';
+import { finalCheck } from './sustained.js';
 import type { DeviceStatus, StopReason } from './types.js';
 
 const RATE_WINDOW_MS = 60_000;
@@ -98,6 +99,8 @@ export interface NewFailure {
   readonly category: FailureCategory;
   readonly code: string;
   readonly detail: string;
+  /** The plan gate that failed, for gate failures during the hold. */
+  readonly gate?: string;
 }
 
 export function failDevice(d: Draft, id: string, f: NewFailure, now: number, opts: { reverted?: boolean } = {}): void {
@@ -137,9 +140,17 @@ export function checkStop(
       return;
     }
     if (d.plan.stopOnGateFailure && GATE_CATEGORIES.has(f.category)) {
+      const gate = d.mustDev(f.id).failure?.gate;
       stop(
         d,
-        { ...base, kind: 'gate', device: f.id, category: f.category, detail: `${f.category} failed on ${f.id}` },
+        {
+          ...base,
+          kind: 'gate',
+          device: f.id,
+          category: f.category,
+          detail: `${f.category} failed on ${f.id}`,
+          ...(gate !== undefined ? { gate } : {}),
+        },
         now,
       );
       return;
@@ -231,6 +242,8 @@ function judge(d: Draft, i: number, now: number): void {
     );
     return;
   }
+  // Sustained (baseline-relative) gates are judged on the stage as a whole (sustained.ts).
+  if (finalCheck(d, i, now, (r) => stop(d, r, now)) !== 'pass') return;
   d.patchStage(i, { phase: 'passed', endedAt: now });
   d.record('stage.passed', now, { stage: st.name }, { ...st.counts });
 }

@@ -7,7 +7,15 @@ import { categoryHint, FAILURE_CATEGORIES, type FailureCategory } from '../../pr
 import type { Plan } from './plan-types.js';
 import { thresholdCount } from './plan-values.js';
 import type { CoverageReport, ExclusionReason } from './select.js';
-import type { DeviceStatus, GateEvidence, RolloutPhase, RolloutState, StagePhase, StopReason } from './types.js';
+import type {
+  DeviceStatus,
+  GateEvidence,
+  GateStats,
+  RolloutPhase,
+  RolloutState,
+  StagePhase,
+  StopReason,
+} from './types.js';
 
 const EXAMPLES = 5;
 
@@ -28,6 +36,12 @@ export interface StageProgress {
   readonly holdingAt: number | null;
   readonly endedAt: number | null;
   readonly gates: Readonly<Record<string, GateEvidence>>;
+  /** Sustained gates: latest verdict with its evidence (n, medians, U, p, effect) per comparison. */
+  readonly stats: Readonly<Record<string, GateStats>>;
+  /** Samples taken per window (`cohort:signal` -> count offered). */
+  readonly samples: Readonly<Record<string, number>>;
+  /** The stage waits for samples until then (sustained gates inconclusive), or null. */
+  readonly statsDueAt: number | null;
 }
 
 export interface FailureGroup {
@@ -97,6 +111,8 @@ export interface Outcome {
     readonly endedAt: number | null;
     readonly counts: Readonly<Record<DeviceStatus, number>>;
     readonly gates: Readonly<Record<string, GateEvidence>>;
+    /** Sustained gates' statistics (absent when the plan has none). */
+    readonly stats?: Readonly<Record<string, GateStats>>;
   }[];
   /** Device failures per category (only categories that occurred). */
   readonly categories: Readonly<Partial<Record<FailureCategory, number>>>;
@@ -171,6 +187,9 @@ export function rolloutReport(state: RolloutState): RolloutReport {
       holdingAt: st.holdingAt,
       endedAt: st.endedAt,
       gates: st.evidence,
+      stats: st.stats ?? {},
+      samples: Object.fromEntries(Object.entries(st.windows ?? {}).map(([k, w]) => [k, w.seen])),
+      statsDueAt: st.statsDueAt ?? null,
     };
   });
   const skipped: Record<string, number> = {};
@@ -223,6 +242,7 @@ export function outcomeOf(state: RolloutState): Outcome {
       endedAt: st.endedAt,
       counts: st.counts,
       gates: st.evidence,
+      ...(st.stats ? { stats: st.stats } : {}),
     })),
     categories,
     rollback: rollbackSummary(state),

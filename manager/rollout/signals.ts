@@ -3,6 +3,7 @@
  * `reported` message as a DeviceReport, and health/telemetry messages as flat gate signals
  * (`kpi.cycle_time` for KPIs). The manager's own arrival statistics are offered under `manager.`
  * (`manager.gap`, `manager.missing`) so a gate can use them besides what the agent says.
+ * `protocol_errors.rate` is protocol errors per second over the telemetry window.
  */
 import type { GateValue } from '../../protocol/gates/index.js';
 import type { HealthMessage, ReportedMessage, TelemetryMessage } from '../../protocol/messages.js';
@@ -42,7 +43,12 @@ export function healthSignals(h: HealthMessage, arrival?: ArrivalStats): Record<
 
 export function telemetrySignals(t: TelemetryMessage, arrival?: ArrivalStats): Record<string, GateValue> {
   const out: Record<string, GateValue> = { gap: t.gap, drops: t.drops, rate: t.rate, window: t.window };
-  if (t.protocol_errors !== undefined) out.protocol_errors = t.protocol_errors;
+  if (t.protocol_errors !== undefined) {
+    out.protocol_errors = t.protocol_errors;
+    // The agent reports the errors counted over its sliding window (the delta over `window`
+    // seconds, docs/runtime-contract.md), so the rate per second is that count over the window.
+    out['protocol_errors.rate'] = Number((t.protocol_errors / t.window).toPrecision(6));
+  }
   for (const [k, v] of Object.entries(t.kpi)) out[`kpi.${k}`] = v;
   arrivalSignals(out, arrival);
   return out;

@@ -10,6 +10,7 @@ import type { ProtocolError } from '../../protocol/result.js';
 import type { Plan } from './plan-types.js';
 import type { Outcome } from './report.js';
 import type { CoverageReport, ExclusionReason } from './select.js';
+import type { StatEvidence, StatVerdict } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -64,6 +65,8 @@ export interface DeviceFailure {
   readonly code: string;
   readonly detail: string;
   readonly at: number;
+  /** The plan gate that failed (gate failures during the hold). */
+  readonly gate?: string;
 }
 
 export interface DeviceRun {
@@ -99,6 +102,12 @@ export interface DeviceRun {
   readonly signals: Readonly<Partial<Record<SignalSource, SignalRecord>>>;
   /** Signals seen while the device still ran its baseline (gates may read them as `baseline.X`). */
   readonly baselineSignals: Readonly<Record<string, GateValue>>;
+  /** Hardware class (control devices for a sustained gate must share one with the stage). */
+  readonly hardware?: string;
+  /** When a statistics sample was last taken from the device, per source (samples are spaced). */
+  readonly sampledAt?: Readonly<Partial<Record<SignalSource, number>>>;
+  /** Its site's maintenance windows kept it from starting (sites.ts); the next opening. */
+  readonly waitingWindow?: number | null;
   readonly rollback: {
     readonly status: RollbackStatus;
     readonly target: string | null;
@@ -148,6 +157,43 @@ export interface StageRun {
   readonly evidence: Readonly<Record<string, GateEvidence>>;
   /** Devices per status (kept by the engine so that judging never scans the stage). */
   readonly counts: Readonly<Record<DeviceStatus, number>>;
+  /** Hardware classes of the stage's devices (control samples must come from one of them). */
+  readonly classes?: readonly string[];
+  /** Sample windows of sustained gates, by `cohort:signal` (windows.ts). */
+  readonly windows?: Readonly<Record<string, SampleWindow>>;
+  /** Latest statistical verdict per sustained gate, with its evidence. */
+  readonly stats?: Readonly<Record<string, GateStats>>;
+  /** Samples of the updated devices taken so far, and how many there were at the last early check. */
+  readonly treatedSeen?: number;
+  readonly earlyCheckedAt?: number;
+  /** Samples in all windows when the stage was last judged (re-judge only on new data). */
+  readonly statsJudgedSeen?: number;
+  /** All devices are final but the sustained gates are inconclusive: samples are awaited until then. */
+  readonly statsDueAt?: number | null;
+}
+
+/** Cohorts of a sustained gate: the updated devices, and the two kinds of baseline. */
+export type Cohort = 'treated' | 'control' | 'before';
+
+/** A bounded sample (reservoir sampling): `seen` values offered, `values` kept (at most max_samples). */
+export interface SampleWindow {
+  readonly seen: number;
+  readonly values: readonly number[];
+}
+
+export interface TermStats {
+  /** The baseline comparison, as written. */
+  readonly term: string;
+  readonly against: 'control' | 'before';
+  readonly evidence: StatEvidence;
+}
+
+export interface GateStats {
+  readonly verdict: StatVerdict;
+  readonly at: number;
+  /** An early check during the hold (overwhelming evidence only), not the judgement at its end. */
+  readonly early: boolean;
+  readonly terms: readonly TermStats[];
 }
 
 export type StopKind =
@@ -167,6 +213,10 @@ export interface StopReason {
   readonly device: string | null;
   readonly category: FailureCategory | null;
   readonly detail: string;
+  /** The plan gate behind a gate stop, when one is known. */
+  readonly gate?: string;
+  /** A sustained gate's statistics that stopped the rollout (or were inconclusive). */
+  readonly stats?: GateStats;
 }
 
 export interface RolloutState {

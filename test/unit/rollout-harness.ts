@@ -252,6 +252,16 @@ export class FakeFleet {
     ];
   }
 
+  /** Extra signals every signal period (e.g. baseline telemetry of devices not started yet). */
+  background(): RolloutEvent[] {
+    return [];
+  }
+
+  /** Whether a device is offline in this fake fleet. */
+  isOffline(id: string): boolean {
+    return this.offline.has(id);
+  }
+
   setOnline(id: string, online: boolean): void {
     if (online) this.offline.delete(id);
     else this.offline.add(id);
@@ -280,6 +290,7 @@ export class FakeFleet {
           if (this.offline.has(id)) continue;
           for (const e of this.signals(id, snap)) this.send(e);
         }
+        for (const e of this.background()) this.send(e);
       }
       this.send({ type: 'tick', now: this.now });
     }

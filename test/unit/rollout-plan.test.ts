@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { checkPlan, parsePlan } from '../../manager/rollout/plan.js';
+import { STAT_DEFAULTS } from '../../manager/rollout/plan-types.js';
 import {
   formatDuration,
   parseDuration,
@@ -109,11 +110,27 @@ stages:
     expect(p.snapshot).toEqual({ id: 'ab'.repeat(32) });
     expect(p.baseline).toEqual({ id: 'cd'.repeat(32) });
     expect(p.select).toEqual({ labels: { line: '1' } });
+    // A gate reading `baseline.` is judged sustained by default: split into its baseline terms.
     expect(p.gates[1]).toEqual({
       name: 'kpi',
       source: 'kpi.cycle_time <= baseline.kpi.cycle_time * 1.05',
       category: 'behavior_gate',
+      sustained: {
+        against: 'auto',
+        residual: null,
+        terms: [
+          {
+            source: 'kpi.cycle_time <= baseline.kpi.cycle_time * 1.05',
+            signal: 'kpi.cycle_time',
+            expr: 'kpi.cycle_time',
+            baselineSignal: 'kpi.cycle_time',
+            baselineExpr: 'baseline.kpi.cycle_time * 1.05',
+            op: '<=',
+          },
+        ],
+      },
     });
+    expect(p.statistics).toEqual(STAT_DEFAULTS);
     expect(p).toMatchObject({
       localGates: false,
       ratePerMinute: 30,

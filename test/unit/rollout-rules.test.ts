@@ -153,8 +153,12 @@ describe('holds: a device succeeds only after it committed and its gates held fo
     });
   });
 
-  test('baseline.X reads what the device reported before the update', () => {
-    const plan = ONE().replace('health: runtime_healthy', 'behavior: cycle <= baseline.cycle * 1.1');
+  test('judge: instant — baseline.X reads what the device reported before the update', () => {
+    // Sustained judging (the default for baseline gates) is in rollout-sustained.test.ts.
+    const plan = ONE().replace(
+      'health: runtime_healthy',
+      'behavior: { gate: "cycle <= baseline.cycle * 1.1", judge: instant }',
+    );
     for (const [after, status] of [
       [10.5, 'succeeded'],
       [12, 'failed'],
