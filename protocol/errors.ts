@@ -339,6 +339,17 @@ export const ERRORS = {
   FG_DEVICE_OFFLINE: { category: 'offline', message: "the device stayed offline past the plan's offline_after" },
   FG_DEVICE_REVERTED: { category: 'switch', message: 'the device reverted without reporting a failure' },
   FG_INTERNAL: { category: 'internal', message: 'internal error' },
+  // --- rollout engine II: sites, windows (H8b) ---
+  FG_SITE_INVALID: {
+    category: 'input',
+    message: 'site settings are not valid',
+    hint: 'Windows are DAYS HH:MM-HH:MM ZONE (e.g. "mon-fri 22:00-04:00 Europe/Berlin"); gate overrides are absolute conditions in the gate syntax.',
+  },
+  FG_SITE_NOT_FOUND: {
+    category: 'not_found',
+    message: 'no settings for this site',
+    hint: 'Sites without settings use the defaults (always open, may be a canary, no cap); set some with `fleetgate site set SITE`.',
+  },
   // --- simulator (H9) ---
   FG_PROFILE_INVALID: {
     category: 'input',
