@@ -17,9 +17,11 @@ import type { ManagerConfig } from './config.js';
 import { FleetObserver, registerDashboard, type SseHub } from './dashboard/index.js';
 import { FleetService, type MqttConnectOptions } from './fleet-service.js';
 import { buildApp } from './http/app.js';
+import { registerRolloutRoutes } from './http/routes-rollouts.js';
 import { loadOrCreateKeys, MANAGER_PUBLIC_KEY_FILE, RELEASE_KEY_FILE } from './key-files.js';
 import { type BrokerEvents, ManagerMetrics, registerMetricsRoute } from './metrics.js';
 import { MosquittoSync } from './mosquitto-sync.js';
+import { RolloutService } from './rollout-service.js';
 
 export const MANAGER_INFO_FILE = 'manager.json';
 export const VERSION = '0.1.0';
@@ -63,6 +65,8 @@ export interface RunningManager {
   readonly http: FastifyInstance;
   readonly observer: FleetObserver;
   readonly metrics: ManagerMetrics;
+  /** Rollouts (docs/rollouts-operations.md): resumed at start, stopped before the service. */
+  readonly rollouts: RolloutService;
   /** Graceful shutdown; idempotent. */
   close(): Promise<void>;
 }
@@ -243,6 +247,14 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       sync.syncNow();
     }
     await service.start({ mqtt });
+    // After the service: resuming rollouts reads devices and may assign at once.
+    const rollouts = new RolloutService({
+      fleet: service,
+      db: config.dbPath,
+      logger: logger.child({ component: 'rollouts' }),
+    });
+    rollouts.start();
+    undo.push(() => rollouts.stop());
 
     let hub: SseHub | null = null;
     let observer: FleetObserver | null = null;
@@ -273,6 +285,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       auth,
       version: VERSION,
       extend: [
+        (app) => registerRolloutRoutes(app, rollouts),
         (app) => registerMetricsRoute(app, metrics),
         ...(config.http.dashboard
           ? [(app: FastifyInstance) => registerDashboard(app, { observer: watching, auth, onHub: (h) => (hub = h) })]
@@ -351,6 +364,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         watching.stop();
         metrics.stop();
         mosquitto?.close();
+        await rollouts.stop();
         await service.stop();
         if (broker) await broker.close();
         try {
@@ -363,7 +377,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       })();
       return closing;
     };
-    return { config, info, service, http, observer: watching, metrics, close };
+    return { config, info, service, http, observer: watching, metrics, rollouts, close };
   } catch (e) {
     await unwind();
     throw e;
