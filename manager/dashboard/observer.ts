@@ -31,6 +31,8 @@ export interface FleetRow extends DeviceSummary {
     readonly runtime: boolean;
     readonly adapter: boolean;
     readonly restarts: number;
+    /** The snapshot the runtime runs (null: no runtime yet). */
+    readonly snapshot: string | null;
     readonly at: number | null;
   } | null;
   readonly telemetry: {
@@ -86,6 +88,11 @@ export interface FleetBatch {
   readonly rows: readonly FleetRow[];
   readonly removed: readonly string[];
   readonly events: readonly EventRecord[];
+  /**
+   * True when the rows only carry newer numbers (telemetry gap, last seen): these go out once per
+   * sample, not per message, so 10,000 devices reporting every 10 s do not flood the page.
+   */
+  readonly quiet: boolean;
 }
 
 export interface FleetObserverOptions {
@@ -157,7 +164,13 @@ function extrasOf(d: DeviceDetail): Extras {
   const r = d.reported;
   return {
     health: h
-      ? { runtime: h.runtime_healthy, adapter: h.adapter_connected, restarts: h.restarts, at: d.healthAt }
+      ? {
+          runtime: h.runtime_healthy,
+          adapter: h.adapter_connected,
+          restarts: h.restarts,
+          snapshot: h.snapshot,
+          at: d.healthAt,
+        }
       : null,
     telemetry: t
       ? { gap: t.gap, drops: t.drops, rate: t.rate, missing: d.arrival.telemetry.missing, at: d.telemetryAt }
@@ -186,6 +199,8 @@ export class FleetObserver {
   private readonly batchListeners = new Set<(b: FleetBatch) => void>();
   private readonly sampleListeners = new Set<(s: FleetSample) => void>();
   private pending = new Map<string, number>();
+  /** Rows whose numbers changed but nothing worth an immediate update (sent with the next sample). */
+  private quiet = new Map<string, FleetRow>();
   private pendingEvents: EventRecord[] = [];
   private period = { drops: 0, missing: 0 };
   private unsubscribe: (() => void) | null = null;
@@ -248,8 +263,12 @@ export class FleetObserver {
     return this.svc.listDevices().map((s) => this.rowOf(s));
   }
 
+  /** The stored samples, oldest first, and one for this moment (not stored) so a page opened between samples is current. */
   seriesSamples(): FleetSample[] {
-    return this.series.toArray();
+    const stored = this.series.toArray();
+    const last = stored[stored.length - 1];
+    if (last && this.clock.now() - last.ts < 1_000) return stored;
+    return [...stored, this.measure(this.svc.listDevices()).sample];
   }
 
   /** A device's recent health and telemetry (oldest first), or null before any arrived. */
@@ -428,6 +447,7 @@ export class FleetObserver {
     this.pendingEvents = [];
     const rows: FleetRow[] = [];
     const removed: string[] = [];
+    const quiet = this.batchListeners.size > 0;
     for (const [id, flushedAt] of pending) {
       let d: DeviceDetail;
       try {
@@ -441,13 +461,20 @@ export class FleetObserver {
         continue;
       }
       const row = this.absorb(d, flushedAt);
-      this.lastRow.set(id, rowKey(row));
-      rows.push(row);
+      const key = rowKey(row);
+      if (this.lastRow.get(id) !== key) {
+        this.lastRow.set(id, key);
+        this.quiet.delete(id);
+        rows.push(row);
+      } else if (quiet && this.quiet.size < 5_000) {
+        this.quiet.set(id, row);
+      }
     }
-    this.emitBatch({ rows, removed, events });
+    this.emitBatch({ rows, removed, events, quiet: false });
   }
 
   private forget(id: string): void {
+    this.quiet.delete(id);
     this.extras.delete(id);
     this.histories.delete(id);
     this.lastRow.delete(id);
@@ -466,6 +493,40 @@ export class FleetObserver {
 
   private sample(): void {
     const devices = this.svc.listDevices();
+    const { sample: s, rows } = this.measure(devices);
+    // Rows whose summary changed without a fleet update (assignments made elsewhere, drift sweeps).
+    const changed: FleetRow[] = [];
+    const live = new Set<string>();
+    for (const row of rows) {
+      live.add(row.id);
+      const key = rowKey(row);
+      if (this.lastRow.get(row.id) !== key) {
+        if (this.lastRow.has(row.id)) changed.push(row);
+        this.lastRow.set(row.id, key);
+      }
+    }
+    const removed: string[] = [];
+    for (const id of this.lastRow.keys()) {
+      if (!live.has(id)) removed.push(id);
+    }
+    for (const id of removed) this.forget(id);
+    this.emitBatch({ rows: changed, removed, events: [], quiet: false });
+    const quietRows = [...this.quiet.values()].filter((r) => live.has(r.id));
+    this.quiet = new Map();
+    this.emitBatch({ rows: quietRows, removed: [], events: [], quiet: true });
+    this.period = { drops: 0, missing: 0 };
+    this.series.push(s);
+    for (const l of this.sampleListeners) {
+      try {
+        l(s);
+      } catch (e) {
+        this.opts.logger.error({ err: e }, 'dashboard sample listener failed');
+      }
+    }
+  }
+
+  /** Counts for a sample (the period's drops so far included) and the rows they came from. */
+  private measure(devices: readonly DeviceSummary[]): { sample: FleetSample; rows: FleetRow[] } {
     const phases: Record<string, number> = Object.fromEntries(PHASE_KEYS.map((p) => [p, 0]));
     let online = 0;
     let lost = 0;
@@ -474,11 +535,8 @@ export class FleetObserver {
     let gapMax: number | null = null;
     let gapSum = 0;
     let gapN = 0;
-    // Rows whose summary changed without a fleet update (assignments made elsewhere, drift sweeps).
-    const changed: FleetRow[] = [];
-    const live = new Set<string>();
+    const rows: FleetRow[] = [];
     for (const d of devices) {
-      live.add(d.id);
       const k = d.phase ?? 'none';
       phases[k] = (phases[k] ?? 0) + 1;
       if (d.state === 'online') online++;
@@ -491,20 +549,9 @@ export class FleetObserver {
         gapSum += e.telemetry.gap;
         gapN++;
       }
-      const row = this.rowOf(d);
-      const key = rowKey(row);
-      if (this.lastRow.get(d.id) !== key) {
-        if (this.lastRow.has(d.id)) changed.push(row);
-        this.lastRow.set(d.id, key);
-      }
+      rows.push(this.rowOf(d));
     }
-    const removed: string[] = [];
-    for (const id of this.lastRow.keys()) {
-      if (!live.has(id)) removed.push(id);
-    }
-    for (const id of removed) this.forget(id);
-    this.emitBatch({ rows: changed, removed, events: [] });
-    const s: FleetSample = {
+    const sample: FleetSample = {
       ts: this.clock.now(),
       total: devices.length,
       online,
@@ -518,15 +565,7 @@ export class FleetObserver {
       missing: this.period.missing,
       failed,
     };
-    this.period = { drops: 0, missing: 0 };
-    this.series.push(s);
-    for (const l of this.sampleListeners) {
-      try {
-        l(s);
-      } catch (e) {
-        this.opts.logger.error({ err: e }, 'dashboard sample listener failed');
-      }
-    }
+    return { sample, rows };
   }
 
   private safely(what: string, f: () => void): void {
@@ -538,11 +577,14 @@ export class FleetObserver {
   }
 }
 
+/** What makes a row change worth showing at once (and flashing): not the numbers that move all the time. */
 function rowKey(r: FleetRow): string {
   return JSON.stringify([
     ...ROW_KEYS.map((k) => r[k]),
     r.failure?.code ?? null,
     r.health?.runtime ?? null,
     r.health?.adapter ?? null,
+    r.health?.snapshot ?? null,
+    r.progress && r.progress.total > 0 ? Math.floor((r.progress.bytes / r.progress.total) * 10) : null,
   ]);
 }

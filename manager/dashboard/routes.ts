@@ -72,6 +72,21 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
   const hub = new SseHub(opts.sse);
   opts.onHub?.(hub);
   const offBatch = observer.onBatch((b) => {
+    if (b.quiet) {
+      // Only numbers moved: compact tuples [id, lastSeen, gap, drops, rate], once per sample.
+      if (b.rows.length > 0) {
+        hub.broadcast('numbers', {
+          rows: b.rows.map((r) => [
+            r.id,
+            r.lastSeen,
+            r.telemetry?.gap ?? null,
+            r.telemetry?.drops ?? null,
+            r.telemetry?.rate ?? null,
+          ]),
+        });
+      }
+      return;
+    }
     // Thousands of rows at once (a fleet reconnecting) are cheaper to re-read than to stream.
     if (b.rows.length > 1_000) hub.broadcast('resync', { reason: 'many changes' });
     else if (b.rows.length > 0 || b.removed.length > 0) hub.broadcast('devices', { rows: b.rows, removed: b.removed });
@@ -184,7 +199,8 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     {
       config: {
         openapi: {
-          summary: 'live updates as server-sent events: hello, devices, events, sample, resync',
+          summary:
+            'live updates as server-sent events: hello, devices, numbers, events, sample, resync (docs/dashboard.md)',
           tags,
           responses: { 200: { description: 'an event stream', type: 'text/event-stream' } },
         },

@@ -7,7 +7,7 @@
  * the full state, so a gap in the stream never leaves it stale.
  */
 import { authHeaders } from './api.js';
-import { applyEvents, applyRows, applySample, loadAll } from './store.js';
+import { applyEvents, applyNumbers, applyRows, applySample, loadAll } from './store.js';
 
 /** @typedef {'connecting' | 'live' | 'reconnecting' | 'needs-token' | 'error'} LiveState */
 
@@ -95,6 +95,9 @@ async function dispatch(record) {
       break;
     case 'devices':
       applyRows(payload.rows, payload.removed);
+      break;
+    case 'numbers':
+      applyNumbers(payload.rows);
       break;
     case 'events':
       applyEvents(payload.events);

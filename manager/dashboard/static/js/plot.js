@@ -20,19 +20,33 @@ const W = 640;
 const H = 190;
 const M = { l: 44, r: 44, t: 10, b: 22 };
 
-/** @param {number} max */
-function niceMax(max) {
-  if (!(max > 0)) return 1;
-  const exp = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * exp >= max) return m * exp;
-  return 10 * exp;
+/**
+ * An axis from 0 with about four round steps (1, 2, 2.5 or 5 times a power of ten) covering `max`.
+ * @param {number} max
+ * @param {boolean} integers counts: steps of at least 1
+ * @returns {{ top: number; step: number }}
+ */
+export function niceAxis(max, integers) {
+  const m = max > 0 ? max : integers ? 4 : 1;
+  const raw = m / 4;
+  const exp = 10 ** Math.floor(Math.log10(raw));
+  let step = 10 * exp;
+  for (const f of [1, 2, 2.5, 5]) {
+    if (f * exp >= raw) {
+      step = f * exp;
+      break;
+    }
+  }
+  if (integers) step = Math.max(1, Math.ceil(step));
+  return { top: Math.ceil(m / step - 1e-9) * step, step };
 }
 
 /** @param {number} v */
 function tickText(v) {
   if (v === 0) return '0';
   if (Math.abs(v) >= 1000) return `${(v / 1000).toFixed(v % 1000 === 0 ? 0 : 1)}k`;
-  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+  if (Number.isInteger(v)) return String(v);
+  return String(Number(v.toFixed(2)));
 }
 
 /**
@@ -55,9 +69,9 @@ export function timeChart(spec) {
   title.textContent = spec.label;
   svg.append(title);
 
-  const x0 = spec.x[0] ?? 0;
-  let x1 = spec.x[spec.x.length - 1] ?? x0;
-  if (x1 - x0 < (spec.minSpanMs ?? 60_000)) x1 = x0 + (spec.minSpanMs ?? 60_000);
+  // Time runs to the newest sample at the right edge; a short history fills the span from the right.
+  const x1 = spec.x[spec.x.length - 1] ?? 0;
+  const x0 = Math.min(spec.x[0] ?? x1, x1 - (spec.minSpanMs ?? 60_000));
   const pw = W - M.l - M.r;
   const ph = H - M.t - M.b;
   const px = (/** @type {number} */ t) => M.l + ((t - x0) / (x1 - x0)) * pw;
@@ -67,26 +81,31 @@ export function timeChart(spec) {
   const right = spec.series.filter((r) => r.axis === 'right');
   // Stacked areas: the top of the stack decides the scale.
   const stackTop = spec.x.map((_, i) => areas.reduce((a, r) => a + (r.values[i] ?? 0), 0));
-  const leftMax = niceMax(
+  const leftAxis = niceAxis(
     spec.yMaxLeft ??
       Math.max(0, ...stackTop, ...left.filter((r) => r.kind !== 'area').flatMap((r) => r.values.map((v) => v ?? 0))),
+    areas.length > 0 || spec.yMaxLeft !== undefined,
   );
-  const rightMax = niceMax(Math.max(0, ...right.flatMap((r) => r.values.map((v) => v ?? 0))));
+  const rightAxis = niceAxis(Math.max(0, ...right.flatMap((r) => r.values.map((v) => v ?? 0))), true);
+  const leftMax = leftAxis.top;
+  const rightMax = rightAxis.top;
   const py = (/** @type {number} */ v, /** @type {boolean} */ onRight) =>
     M.t + ph - (v / (onRight ? rightMax : leftMax)) * ph;
 
   // Grid and axes.
   const axis = s('g', { class: 'axis' });
-  for (let k = 0; k <= 4; k++) {
-    const v = (leftMax * k) / 4;
+  for (let v = 0; v <= leftMax + 1e-9; v += leftAxis.step) {
     const y = py(v, false);
     axis.append(s('line', { x1: M.l, x2: W - M.r, y1: y, y2: y, class: 'grid-line' }));
     const t = s('text', { x: M.l - 6, y: y + 4, 'text-anchor': 'end' });
-    t.textContent = tickText(v) + (k === 4 && spec.leftUnit ? ` ${spec.leftUnit}` : '');
+    t.textContent = tickText(v) + (v + leftAxis.step > leftMax + 1e-9 && spec.leftUnit ? ` ${spec.leftUnit}` : '');
     axis.append(t);
-    if (right.length > 0) {
-      const rt = s('text', { x: W - M.r + 6, y: y + 4, 'text-anchor': 'start' });
-      rt.textContent = tickText((rightMax * k) / 4) + (k === 4 && spec.rightUnit ? ` ${spec.rightUnit}` : '');
+  }
+  if (right.length > 0) {
+    for (let v = 0; v <= rightMax + 1e-9; v += rightAxis.step) {
+      const rt = s('text', { x: W - M.r + 6, y: py(v, true) + 4, 'text-anchor': 'start' });
+      rt.textContent =
+        tickText(v) + (v + rightAxis.step > rightMax + 1e-9 && spec.rightUnit ? ` ${spec.rightUnit}` : '');
       axis.append(rt);
     }
   }

@@ -12,7 +12,7 @@ import { get } from './api.js';
  *   created: number; removed: number | null; state: 'online' | 'lost' | 'unknown'; session: number | null;
  *   lastSeen: number | null; activeSnapshot: string | null; desiredSnapshot: string | null; phase: string | null;
  *   drifting: boolean;
- *   health: { runtime: boolean; adapter: boolean; restarts: number; at: number | null } | null;
+ *   health: { runtime: boolean; adapter: boolean; restarts: number; snapshot: string | null; at: number | null } | null;
  *   telemetry: { gap: number; drops: number; rate: number; missing: number; at: number | null } | null;
  *   failure: { category: string; code: string; detail: string; hint?: string } | null;
  *   progress: { bytes: number; total: number } | null;
@@ -143,6 +143,22 @@ export function applyRows(rows, removed) {
   }
   for (const id of removed) store.devices.delete(id);
   emit('devices', { reset: added || removed.length > 0, changed: rows.map((r) => r.id) });
+}
+
+/**
+ * Numbers that moved without anything worth a flash: [id, lastSeen, gap, drops, rate].
+ * @param {Array<[string, number | null, number | null, number | null, number | null]>} tuples
+ */
+export function applyNumbers(tuples) {
+  const changed = [];
+  for (const [id, lastSeen, gap, drops, rate] of tuples) {
+    const d = store.devices.get(id);
+    if (!d) continue;
+    d.lastSeen = lastSeen;
+    if (gap !== null && d.telemetry) d.telemetry = { ...d.telemetry, gap, drops: drops ?? 0, rate: rate ?? 0 };
+    changed.push(id);
+  }
+  emit('devices', { reset: false, changed, quiet: true });
 }
 
 /** @param {Sample} sample */

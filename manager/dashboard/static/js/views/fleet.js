@@ -43,6 +43,7 @@ function matches(d) {
 /** @param {FleetRow} d */
 function healthCell(d) {
   if (!d.health) return h('span', { class: 'muted' }, '–');
+  if (!d.health.snapshot) return h('span', { class: 'muted', title: 'no snapshot is running yet' }, 'no runtime');
   if (!d.health.runtime) return badge('unhealthy', 'bad', `${d.health.restarts} restarts`);
   if (!d.health.adapter) return badge('adapter down', 'warn');
   return badge('healthy', 'ok', `${d.health.restarts} restarts`);
@@ -253,8 +254,48 @@ export function fleetView(main) {
     );
   };
 
+  /** The fleet as it is now, from the rows, so the plots end at the present between samples. */
+  const liveSample = () => {
+    /** @type {Record<string, number>} */
+    const phases = {};
+    let gapMax = /** @type {number | null} */ (null);
+    let gapSum = 0;
+    let gapN = 0;
+    for (const d of store.devices.values()) {
+      const p = d.phase ?? 'none';
+      phases[p] = (phases[p] ?? 0) + 1;
+      if (d.state === 'online' && d.telemetry) {
+        gapMax = Math.max(gapMax ?? 0, d.telemetry.gap);
+        gapSum += d.telemetry.gap;
+        gapN++;
+      }
+    }
+    return {
+      ts: now(),
+      phases,
+      gap_max: gapMax,
+      gap_mean: gapN > 0 ? gapSum / gapN : null,
+      drops: null,
+      missing: null,
+    };
+  };
+
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  let plotTimer = null;
+  const plotSoon = () => {
+    plotTimer ??= setTimeout(() => {
+      plotTimer = null;
+      renderPlots();
+    }, 1000);
+  };
+
   const renderPlots = () => {
-    const xs = store.samples.map((q) => q.ts);
+    const last = store.samples[store.samples.length - 1];
+    const samples =
+      /** @type {Array<Omit<import('../store.js').Sample, 'drops' | 'missing'> & { drops: number | null; missing: number | null }>} */ (
+        last && now() - last.ts < 1000 ? [...store.samples] : [...store.samples, liveSample()]
+      );
+    const xs = samples.map((q) => q.ts);
     const span = Math.max(60_000, store.sampleMs * 12);
     replace(
       phasePlot,
@@ -263,11 +304,11 @@ export function fleetView(main) {
         x: xs,
         label: 'Devices per update phase over time',
         minSpanMs: span,
-        series: PHASES.filter((p) => store.samples.some((q) => (q.phases[p] ?? 0) > 0)).map((p) => ({
+        series: PHASES.filter((p) => samples.some((q) => (q.phases[p] ?? 0) > 0)).map((p) => ({
           name: p,
           color: PHASE_COLORS[p] ?? '#999',
           kind: /** @type {const} */ ('area'),
-          values: store.samples.map((q) => q.phases[p] ?? 0),
+          values: samples.map((q) => q.phases[p] ?? 0),
         })),
       }),
     );
@@ -388,9 +429,10 @@ export function fleetView(main) {
     }
   };
 
-  /** @param {{ reset: boolean; changed: string[] }} e */
+  /** @param {{ reset: boolean; changed: string[]; quiet?: boolean }} e */
   const onDevices = (e) => {
     renderStats();
+    plotSoon();
     if (e.reset) return renderTable();
     for (const id of e.changed) {
       const d = store.devices.get(id);
@@ -400,6 +442,7 @@ export function fleetView(main) {
       if (!tr ? matches(d) : !matches(d) || tr.closest('tbody') === null) return renderTable();
       if (!tr) continue;
       fillRow(tr, d);
+      if (e.quiet) continue;
       tr.classList.remove('flash');
       void tr.offsetWidth; // restart the animation
       tr.classList.add('flash');
@@ -444,5 +487,6 @@ export function fleetView(main) {
   return () => {
     for (const off of offs) off();
     clearInterval(tick);
+    if (plotTimer) clearTimeout(plotTimer);
   };
 }

@@ -46,19 +46,9 @@ export function snapshotsView(main) {
             h(
               'tr',
               {},
-              [
-                'Snapshot',
-                'Seq',
-                'Id',
-                'Size',
-                'Pushed',
-                'Status',
-                'Running',
-                'Desired',
-                'Outcomes',
-                'Failures',
-                'Actions',
-              ].map((t) => h('th', { scope: 'col' }, t)),
+              ['Snapshot', 'Id', 'Status', 'Running', 'Desired', 'Outcomes', 'Failures', 'Actions'].map((t) =>
+                h('th', { scope: 'col' }, t),
+              ),
             ),
           ),
           h(
@@ -74,20 +64,26 @@ export function snapshotsView(main) {
               return h(
                 'tr',
                 { 'data-snapshot': sn.id },
-                h('th', { scope: 'row' }, `${sn.name} ${sn.version}`),
-                h('td', {}, String(sn.seq)),
+                h(
+                  'th',
+                  { scope: 'row' },
+                  `${sn.name} ${sn.version}`,
+                  h(
+                    'div',
+                    { class: 'muted sub' },
+                    `seq ${sn.seq} · ${bytes(sn.size)} · pushed ${ago(sn.pushed, now())}`,
+                  ),
+                ),
                 h('td', { class: 'mono', title: sn.id }, shortId(sn.id)),
-                h('td', {}, bytes(sn.size)),
-                h('td', {}, ago(sn.pushed, now())),
                 h(
                   'td',
-                  { class: 'wrap' },
+                  { class: 'wrap status' },
                   sn.flagged
-                    ? badge('flagged', 'flagged', sn.flagged)
+                    ? badge('flagged', 'flagged')
                     : sn.knownGood
                       ? badge('known good', 'good')
                       : h('span', { class: 'muted' }, '–'),
-                  sn.flagged ? h('div', { class: 'muted' }, sn.flagged) : null,
+                  sn.flagged ? h('div', { class: 'muted sub' }, sn.flagged) : null,
                 ),
                 h('td', {}, String(running)),
                 h('td', {}, String(desired)),
@@ -120,7 +116,7 @@ export function snapshotsView(main) {
                     'Assign…',
                   ),
                   ' ',
-                  sn.knownGood
+                  sn.knownGood || sn.flagged
                     ? null
                     : h(
                         'button',
