@@ -4,6 +4,7 @@
  */
 import type { TrialSpec } from '../../protocol/messages.js';
 import type { Draft } from './draft.js';
+import { deviceGateSource } from './gate-eval.js';
 import type { StagePlan } from './plan-types.js';
 import { outcomeOf } from './report.js';
 import type { DeviceStatus, RolloutPhase, StopKind } from './types.js';
@@ -34,17 +35,45 @@ export function stagePlan(d: Draft, i: number): StagePlan {
 }
 
 /** The trial handed to devices: the stage's trial parameters plus the plan's gates as local gates. */
-export function trialFor(d: Draft, i: number): Partial<TrialSpec> {
+export function trialFor(d: Draft, i: number, site?: string): Partial<TrialSpec> {
   const t: Record<string, unknown> = { ...stagePlan(d, i).trial };
   if (d.plan.localGates) {
+    const overrides = site === undefined ? undefined : d.s.sites?.[site]?.gates;
     for (const g of d.plan.gates) {
       if (!LOCAL_GATES.has(g.name)) continue;
-      // A device can not judge a sustained comparison alone (it has one sample, no cohort): only the residual.
-      const source = g.sustained ? g.sustained.residual : g.source;
+      // A device can not judge a sustained comparison alone (one sample, no cohort): only the residual.
+      const source = deviceGateSource(g, overrides);
       if (source !== null) t[g.name] = source;
     }
   }
   return t as Partial<TrialSpec>;
+}
+
+/**
+ * Assign effects for devices of stage `i`: one per distinct trial (sites with gate overrides hand
+ * their devices other local gates), in the order the devices came.
+ */
+export function emitAssign(d: Draft, i: number, devices: readonly string[], mode: 'new' | 'ensure'): void {
+  const groups = new Map<string, { trial: Partial<TrialSpec>; devices: string[] }>();
+  for (const id of devices) {
+    const trial = trialFor(d, i, d.mustDev(id).site);
+    const key = JSON.stringify(trial);
+    const g = groups.get(key) ?? { trial, devices: [] };
+    g.devices.push(id);
+    groups.set(key, g);
+  }
+  for (const g of groups.values()) {
+    d.emit({
+      type: 'assign',
+      rollout: d.s.id,
+      snapshot: d.s.snapshot,
+      devices: g.devices,
+      stage: d.stage(i).name,
+      trial: g.trial,
+      baseline: d.plan.baseline === 'current' ? null : d.plan.baseline.id,
+      mode,
+    });
+  }
 }
 
 export function finalCount(d: Draft, i: number): number {

@@ -10,6 +10,7 @@ import type { SnapshotRecord } from '../fleet-types.js';
 import { emptyCounts } from './draft.js';
 import type { Plan, SnapshotRef } from './plan-types.js';
 import { type Compat, type FleetDevice, type Selection, selectDevices } from './select.js';
+import type { SiteConfig, SiteRule } from './sites.js';
 import type { DeviceRun, RolloutState, StageRun } from './types.js';
 
 export type RolloutSnapshot = Pick<SnapshotRecord, 'id' | 'name' | 'version'> &
@@ -48,6 +49,8 @@ export interface CreateRolloutInput {
   readonly now: number;
   /** Roll out a flagged snapshot anyway (`--force`). */
   readonly force?: boolean;
+  /** Per-site settings (sites.ts); sites not listed use the defaults. */
+  readonly sites?: readonly SiteConfig[];
 }
 
 /** FG_SNAPSHOT_FLAGGED (unless force), FG_PLAN_INVALID (baseline = target), FG_ROLLOUT_EMPTY. */
@@ -58,7 +61,13 @@ export function createRollout(input: CreateRolloutInput): Result<{ state: Rollou
   if (plan.baseline !== 'current' && plan.baseline.id === snapshot.id) {
     return err('FG_PLAN_INVALID', 'the baseline is the snapshot being rolled out', 'baseline');
   }
-  const selection = selectDevices(plan, input.fleet, { compat: compatOf(snapshot), snapshot: snapshot.id });
+  const siteList = input.sites ?? [];
+  const noCanarySites = new Set(siteList.filter((s) => !s.canary).map((s) => s.site));
+  const selection = selectDevices(plan, input.fleet, {
+    compat: compatOf(snapshot),
+    snapshot: snapshot.id,
+    noCanarySites,
+  });
   const total = selection.stages.reduce((n, s) => n + s.devices.length, 0);
   if (total === 0) {
     const why = selection.excluded.length
@@ -140,5 +149,13 @@ export function createRollout(input: CreateRolloutInput): Result<{ state: Rollou
     recentStarts: [],
     seq: 0,
   };
+  // The state keeps the rules of its own sites (a copy: reproducible runs and dry runs).
+  const used = new Set(Object.values(devices).map((d) => d.site));
+  const rules: Record<string, SiteRule> = {};
+  for (const s of siteList) {
+    if (used.has(s.site))
+      rules[s.site] = { windows: s.windows, canary: s.canary, maxInFlight: s.maxInFlight, gates: s.gates };
+  }
+  if (Object.keys(rules).length > 0) return ok({ state: { ...state, sites: rules }, selection });
   return ok({ state, selection });
 }

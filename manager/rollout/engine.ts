@@ -91,6 +91,8 @@ export function nextWake(state: RolloutState): number | null {
       }
     }
     if (state.phase === 'running' && st?.statsDueAt != null) at(st.statsDueAt);
+    // A site's maintenance window opening.
+    if (state.phase === 'running') for (const t of Object.values(st?.waiting ?? {})) at(t);
     if (state.phase === 'running' && plan.ratePerMinute !== null && st && st.counts.pending > 0) {
       const oldest = state.recentStarts[0];
       if (oldest !== undefined) at(oldest + 60_000);

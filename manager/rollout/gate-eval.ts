@@ -48,15 +48,25 @@ export function lookupSignal(dev: DeviceRun, ctx: EvalContext, name: string): Ga
   return undefined;
 }
 
+/**
+ * The condition a device is judged on for a gate: its site's override (sites.ts), else the gate;
+ * for a sustained gate what is left without its baseline comparisons (they are judged per stage).
+ * null: nothing to judge per device.
+ */
+export function deviceGateSource(gate: GatePlan, overrides?: Readonly<Record<string, string>>): string | null {
+  if (overrides && Object.hasOwn(overrides, gate.name)) return overrides[gate.name] as string;
+  return gate.sustained ? gate.sustained.residual : gate.source;
+}
+
 export function evaluateGates(
   gates: readonly GatePlan[],
   dev: DeviceRun,
   ctx: EvalContext,
+  overrides?: Readonly<Record<string, string>>,
 ): { gate: GatePlan; result: GateEvaluation }[] {
   const out: { gate: GatePlan; result: GateEvaluation }[] = [];
   for (const gate of gates) {
-    // A sustained gate is judged per device on what is left without its baseline comparisons.
-    const source = gate.sustained ? gate.sustained.residual : gate.source;
+    const source = deviceGateSource(gate, overrides);
     if (source === null) continue;
     out.push({ gate, result: evaluateGate(gateOf(source), (name) => lookupSignal(dev, ctx, name)) });
   }

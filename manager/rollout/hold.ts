@@ -5,7 +5,7 @@
  */
 import { isFinal, isStarted } from './common.js';
 import type { Draft } from './draft.js';
-import { addEvidence, evaluateGates } from './gate-eval.js';
+import { addEvidence, deviceGateSource, evaluateGates } from './gate-eval.js';
 import { formatDuration } from './plan-values.js';
 import { failDevice, offlineOut, stop } from './progress.js';
 import type { DeviceRun } from './types.js';
@@ -13,7 +13,12 @@ import type { DeviceRun } from './types.js';
 export function evaluateHold(d: Draft, id: string, now: number, evidence: boolean): void {
   let dev = d.mustDev(id);
   if (dev.status !== 'holding') return;
-  const results = evaluateGates(d.plan.gates, dev, { now, snapshot: d.s.snapshot, staleAfterMs: d.plan.staleAfterMs });
+  const results = evaluateGates(
+    d.plan.gates,
+    dev,
+    { now, snapshot: d.s.snapshot, staleAfterMs: d.plan.staleAfterMs },
+    d.s.sites?.[dev.site]?.gates,
+  );
   if (evidence && results.length > 0) {
     const st = d.stage(dev.stage);
     const ev = { ...st.evidence };
@@ -59,7 +64,7 @@ export function evaluateHold(d: Draft, id: string, now: number, evidence: boolea
       {
         category: failed.gate.category,
         code,
-        detail: `${failed.gate.name}: ${failed.gate.source} (${values})`,
+        detail: `${failed.gate.name}: ${deviceGateSource(failed.gate, d.s.sites?.[dev.site]?.gates)} (${values})`,
         gate: failed.gate.name,
       },
       now,

@@ -35,6 +35,20 @@ export {
 } from './select.js';
 export { events, healthSignals, reportOf, telemetrySignals } from './signals.js';
 export {
+  applySiteInput,
+  DEFAULT_SITE_RULE,
+  type MaintenanceWindow,
+  parseWindow,
+  type SiteConfig,
+  SiteInput,
+  type SiteRule,
+  siteNextOpen,
+  siteOpen,
+  type WeeklySpan,
+  windowNextOpen,
+  windowOpen,
+} from './sites.js';
+export {
   type Alternative,
   type CompareOptions,
   compareSamples,

@@ -5,10 +5,11 @@
  * event being handled).
  */
 import type { FailureCategory } from '../../protocol/errors.js';
-import { FLAGGING_STOPS, finalCount, finish, isFinal, stagePlan, trialFor } from './common.js';
+import { emitAssign, FLAGGING_STOPS, finalCount, finish, isFinal, isStarted, stagePlan } from './common.js';
 import type { Draft } from './draft.js';
 import { formatDuration, thresholdCount } from './plan-values.js';
 import { beginRollback } from './rollback.js';
+import { siteNextOpen, siteOpen } from './sites.js';
 import { finalCheck } from './sustained.js';
 import type { DeviceStatus, StopReason } from './types.js';
 
@@ -58,10 +59,37 @@ function pump(d: Draft, now: number): void {
   const flying = IN_FLIGHT.reduce((n, s) => n + st.counts[s], 0);
   let flightLeft = plan.inFlight === null ? Number.POSITIVE_INFINITY : plan.inFlight - flying;
   const started: string[] = [];
+  const sites = d.s.sites;
+  // Blast-radius caps: devices of a site started and not final yet (holding counts: it runs the snapshot unproven).
+  const siteFlying = new Map<string, number>();
+  if (sites && Object.values(sites).some((r) => r.maxInFlight !== null)) {
+    for (const id of st.devices) {
+      const dev = d.mustDev(id);
+      if (isStarted(dev.status)) siteFlying.set(dev.site, (siteFlying.get(dev.site) ?? 0) + 1);
+    }
+  }
+  const open = new Map<string, boolean>();
+  const waiting: Record<string, number> = {};
+  const seen = new Set<string>();
   for (const id of st.devices) {
     if (rateLeft <= 0 || flightLeft <= 0 || d.s.phase !== 'running') break;
     const dev = d.mustDev(id);
     if (dev.status !== 'pending') continue;
+    const rule = sites?.[dev.site];
+    if (rule) {
+      seen.add(dev.site);
+      let isOpen = open.get(dev.site);
+      if (isOpen === undefined) {
+        isOpen = siteOpen(rule, now);
+        open.set(dev.site, isOpen);
+      }
+      // Outside its maintenance window a device is not started (nor counted offline): it waits.
+      if (!isOpen) {
+        waiting[dev.site] ??= siteNextOpen(rule, now) ?? now;
+        continue;
+      }
+      if (rule.maxInFlight !== null && (siteFlying.get(dev.site) ?? 0) >= rule.maxInFlight) continue;
+    }
     if (!dev.online) {
       // Never start an offline device; the skip/fail clock runs from when it was due to start.
       const blockedSince = dev.blockedSince ?? now;
@@ -70,26 +98,38 @@ function pump(d: Draft, now: number): void {
       continue;
     }
     started.push(id);
+    siteFlying.set(dev.site, (siteFlying.get(dev.site) ?? 0) + 1);
     rateLeft--;
     flightLeft--;
   }
+  updateWaiting(d, i, seen, waiting, now);
   if (recent.length !== d.s.recentStarts.length) d.set('recentStarts', recent);
   if (started.length === 0 || d.s.phase !== 'running') return;
   for (const id of started) {
     d.patchDev(id, { status: 'assigned', assignedAt: now, dueAt: now + plan.deadlineMs, blockedSince: null });
   }
   if (plan.ratePerMinute !== null) d.set('recentStarts', [...recent, ...started.map(() => now)]);
-  d.emit({
-    type: 'assign',
-    rollout: d.s.id,
-    snapshot: d.s.snapshot,
-    devices: started,
-    stage: st.name,
-    trial: trialFor(d, i),
-    baseline: plan.baseline === 'current' ? null : plan.baseline.id,
-    mode: 'new',
-  });
+  emitAssign(d, i, started, 'new');
   d.record('devices.assigned', now, { stage: st.name }, { devices: started });
+}
+
+/**
+ * Keeps the stage's "waiting for window" list (site -> next opening) in step: sites seen open drop
+ * out, sites seen closed come in (with a ledger event the first time), others stay as they were
+ * (the loop may have stopped early at the rate limit).
+ */
+function updateWaiting(d: Draft, i: number, seen: ReadonlySet<string>, closed: Record<string, number>, now: number) {
+  const st = d.stage(i);
+  const prev = st.waiting ?? {};
+  const next: Record<string, number> = {};
+  for (const [site, at] of Object.entries(prev)) if (!seen.has(site)) next[site] = at;
+  for (const [site, at] of Object.entries(closed)) {
+    next[site] = at;
+    if (prev[site] === undefined) d.record('stage.waiting_window', now, { stage: st.name }, { site, opensAt: at });
+  }
+  const same =
+    Object.keys(prev).length === Object.keys(next).length && Object.entries(next).every(([k, v]) => prev[k] === v);
+  if (!same) d.patchStage(i, { waiting: next });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -216,6 +216,8 @@ export interface SelectOptions {
   readonly compat?: Compat | null;
   /** The target snapshot id; devices already running it are excluded. */
   readonly snapshot?: string;
+  /** Sites that may not be canaries (site settings): canary stages do not take their devices. */
+  readonly noCanarySites?: ReadonlySet<string>;
 }
 
 export function selectDevices(plan: Plan, fleet: readonly FleetDevice[], opts: SelectOptions = {}): Selection {
@@ -255,7 +257,13 @@ export function selectDevices(plan: Plan, fleet: readonly FleetDevice[], opts: S
       if (!eligible.some((d) => d.site === site))
         warnings.push(`stage ${stage.name}: site ${site} has no eligible device`);
     }
-    const pool = eligible.filter((d) => !used.has(d.id) && matchesSelector(stage.select, d));
+    const noCanary = stage.canary ? opts.noCanarySites : undefined;
+    const pool = eligible.filter((d) => !used.has(d.id) && matchesSelector(stage.select, d) && !noCanary?.has(d.site));
+    if (noCanary) {
+      for (const site of stage.select?.sites ?? []) {
+        if (noCanary.has(site)) warnings.push(`stage ${stage.name}: site ${site} may not be a canary (site settings)`);
+      }
+    }
     const picked = pickStage(stage, pool, eligible.length);
     for (const d of picked) used.set(d.id, stage.name);
     const devices = picked.map((d) => d.id);

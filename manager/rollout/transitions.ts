@@ -11,7 +11,7 @@
  *   pending|running|paused|completed|aborted --rollback--> rolling_back
  */
 
-import { AUTOMATIC_STOPS, FLAGGING_STOPS, finish, isStarted, trialFor } from './common.js';
+import { AUTOMATIC_STOPS, emitAssign, FLAGGING_STOPS, finish, isStarted } from './common.js';
 import type { Draft } from './draft.js';
 import { stageTimers } from './hold.js';
 import { onAssigned, onAssignFailed, onConnection, onReported, onSignals } from './observe.js';
@@ -143,18 +143,14 @@ function restarted(d: Draft, e: Ev<'restarted'>): void {
     if (dev.dueAt !== null) d.patchDev(id, { dueAt: Math.max(dev.dueAt, fresh) });
     if (dev.status === 'assigned') ensure.push(id);
   }
-  if (ensure.length > 0) {
-    d.emit({
-      type: 'assign',
-      rollout: d.s.id,
-      snapshot: d.s.snapshot,
-      devices: ensure,
-      stage: d.stage(i).name,
-      trial: trialFor(d, i),
-      baseline: d.plan.baseline === 'current' ? null : d.plan.baseline.id,
-      mode: 'ensure',
-    });
-  }
+  if (ensure.length > 0) emitAssign(d, i, ensure, 'ensure');
+  if (d.s.phase === 'running') advance(d, e.now);
+}
+
+/** Site settings changed: windows, caps and overrides apply from now on (devices already started keep theirs). */
+function sitesChanged(d: Draft, e: Ev<'sites'>): void {
+  d.set('sites', e.sites);
+  d.record('rollout.sites_updated', e.now, {}, { sites: Object.keys(e.sites).sort() });
   if (d.s.phase === 'running') advance(d, e.now);
 }
 
@@ -195,6 +191,7 @@ export const TRANSITIONS: { readonly [P in RolloutPhase]: TransitionRow } = {
   pending: {
     // Signals before the start: what devices report on their baseline (gates may read `baseline.X`).
     signals: { run: onSignals, to: ['pending'] },
+    sites: { run: sitesChanged, to: ['pending'] },
     start: { run: start, to: RUNNING_EXITS },
     abort: { run: abort, to: ['aborted'] },
     rollback: { run: rollback, to: INTO_ROLLBACK },
@@ -208,6 +205,7 @@ export const TRANSITIONS: { readonly [P in RolloutPhase]: TransitionRow } = {
     assigned: { run: onAssigned, to: ['running'] },
     'assign-failed': { run: thenAdvance(onAssignFailed), to: RUNNING_EXITS },
     restarted: { run: restarted, to: RUNNING_EXITS },
+    sites: { run: sitesChanged, to: RUNNING_EXITS },
     pause: { run: pause, to: ['paused'] },
     abort: { run: abort, to: ['aborted'] },
     rollback: { run: rollback, to: INTO_ROLLBACK },
@@ -221,6 +219,7 @@ export const TRANSITIONS: { readonly [P in RolloutPhase]: TransitionRow } = {
     assigned: { run: onAssigned, to: PAUSED_STAYS },
     'assign-failed': { run: onAssignFailed, to: PAUSED_STAYS },
     restarted: { run: restarted, to: PAUSED_STAYS },
+    sites: { run: sitesChanged, to: PAUSED_STAYS },
     resume: { run: resume, to: RUNNING_EXITS },
     abort: { run: abort, to: ['aborted'] },
     rollback: { run: rollback, to: INTO_ROLLBACK },

@@ -10,6 +10,7 @@ import type { ProtocolError } from '../../protocol/result.js';
 import type { Plan } from './plan-types.js';
 import type { Outcome } from './report.js';
 import type { CoverageReport, ExclusionReason } from './select.js';
+import type { SiteRule } from './sites.js';
 import type { StatEvidence, StatVerdict } from './stats.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -170,6 +171,8 @@ export interface StageRun {
   readonly statsJudgedSeen?: number;
   /** All devices are final but the sustained gates are inconclusive: samples are awaited until then. */
   readonly statsDueAt?: number | null;
+  /** Sites with pending devices outside their maintenance window: site -> next opening (ms). */
+  readonly waiting?: Readonly<Record<string, number>>;
 }
 
 /** Cohorts of a sustained gate: the updated devices, and the two kinds of baseline. */
@@ -250,6 +253,8 @@ export interface RolloutState {
   readonly recentStarts: readonly number[];
   /** Steps taken: a save counter for the runner (a state saved twice with the same seq is a loop). */
   readonly seq: number;
+  /** Per-site settings of the rollout's sites (sites.ts): windows, canary eligibility, caps, gate overrides. */
+  readonly sites?: Readonly<Record<string, SiteRule>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,7 +321,9 @@ export type RolloutEvent =
   | CommandEvent<'abort'>
   | CommandEvent<'rollback'>
   /** The manager started again with this saved state. */
-  | { readonly type: 'restarted'; readonly now: number };
+  | { readonly type: 'restarted'; readonly now: number }
+  /** An operator changed site settings: the rollout's sites as they are now (replaces the copy in the state). */
+  | { readonly type: 'sites'; readonly now: number; readonly sites: Readonly<Record<string, SiteRule>> };
 
 export type EventType = RolloutEvent['type'];
 
