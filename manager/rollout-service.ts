@@ -353,6 +353,16 @@ export class RolloutService {
     this.flushScheduled = false;
     const batches = [...this.queued];
     this.queued.clear();
-    for (const [r, evs] of batches) void r.submit(evs).catch(() => undefined);
+    for (const [r, evs] of batches) void r.submit(behaviourFirst(evs)).catch(() => undefined);
   }
+}
+
+/**
+ * A flush hands over reports before update events; a commit report starts the hold and is judged
+ * at once, so the behaviour result of the same commit goes first (else the first evaluation of
+ * every device is needlessly inconclusive).
+ */
+function behaviourFirst(evs: readonly RolloutEvent[]): RolloutEvent[] {
+  const first = evs.filter((e) => e.type === 'signals' && e.source === 'behavior');
+  return first.length === 0 ? [...evs] : [...first, ...evs.filter((e) => !first.includes(e))];
 }

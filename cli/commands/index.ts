@@ -7,8 +7,10 @@ import { register as device } from './device.js';
 import { register as drift } from './drift.js';
 import { register as keys } from './keys.js';
 import { register as manager } from './manager.js';
+import { register as rollout } from './rollout.js';
 import { register as simulate } from './simulate.js';
 import { register as snapshot } from './snapshot.js';
+import { register as snapshotHistory } from './snapshot-history.js';
 import { register as snapshotRepo } from './snapshot-repo.js';
 
 /** One entry per command group; each file adds its subcommands to the program. */
@@ -20,6 +22,8 @@ export const COMMANDS: Array<(program: Command) => void> = [
   assign,
   drift,
   snapshotRepo,
+  snapshotHistory,
+  rollout,
   agent,
   broker,
   simulate,
