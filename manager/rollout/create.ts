@@ -8,7 +8,9 @@
 import { err, ok, type Result } from '../../protocol/result.js';
 import type { SnapshotRecord } from '../fleet-types.js';
 import { emptyCounts } from './draft.js';
+import { regressionChecks, withRegressionChecks } from './learning.js';
 import type { Plan, SnapshotRef } from './plan-types.js';
+import type { Outcome } from './report.js';
 import { type Compat, type FleetDevice, type Selection, selectDevices } from './select.js';
 import type { SiteConfig, SiteRule } from './sites.js';
 import type { DeviceRun, RolloutState, StageRun } from './types.js';
@@ -51,11 +53,14 @@ export interface CreateRolloutInput {
   readonly force?: boolean;
   /** Per-site settings (sites.ts); sites not listed use the defaults. */
   readonly sites?: readonly SiteConfig[];
+  /** Outcomes of earlier rollouts: gates that tripped in this lineage become regression checks (learning.ts). */
+  readonly history?: readonly Outcome[];
 }
 
 /** FG_SNAPSHOT_FLAGGED (unless force), FG_PLAN_INVALID (baseline = target), FG_ROLLOUT_EMPTY. */
 export function createRollout(input: CreateRolloutInput): Result<{ state: RolloutState; selection: Selection }> {
-  const { plan, snapshot, now } = input;
+  const { snapshot, now } = input;
+  const plan = withRegressionChecks(input.plan, regressionChecks(input.history ?? [], snapshot.name));
   if (snapshot.flagged && !input.force)
     return err('FG_SNAPSHOT_FLAGGED', `${snapshot.id.slice(0, 12)}: ${snapshot.flagged}`);
   if (plan.baseline !== 'current' && plan.baseline.id === snapshot.id) {

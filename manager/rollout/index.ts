@@ -6,7 +6,17 @@ export {
   type RolloutSnapshot,
   resolveSnapshotRef,
 } from './create.js';
+export {
+  type DryRun,
+  type DryRunGate,
+  type DryRunOptions,
+  type DryRunSite,
+  type DryRunStage,
+  dryRun,
+  scheduleStage,
+} from './dry-run.js';
 export { nextWake, step, stepAll } from './engine.js';
+export { lineageOf, type RegressionCheck, regressionChecks, withRegressionChecks } from './learning.js';
 export { checkPlan, MAX_PLAN_BYTES, type PlanIssue, parsePlan } from './plan.js';
 export * from './plan-types.js';
 export { formatDuration, parseDuration, parseSize, parseThreshold, thresholdCount } from './plan-values.js';

@@ -252,6 +252,7 @@ export const PlanFile = z
       .record(z.string().regex(GATE_NAME, 'a gate name is lowercase letters, digits and "_"'), gateEntry)
       .optional(),
     statistics: statistics.optional(),
+    regression_checks: z.boolean().optional(),
     local_gates: z.boolean().optional(),
     stages: z.array(stageItem).min(1, 'a plan needs at least one stage'),
     hold: duration.optional(),
@@ -352,5 +353,6 @@ export const PlanFile = z
       onFailure: p.on_failure ?? 'rollback',
       stopOnGateFailure: p.stop_on_gate_failure ?? true,
       ...(p.statistics || gates.some((g) => g.sustained) ? { statistics: p.statistics ?? STAT_DEFAULTS } : {}),
+      ...(p.regression_checks === false ? { regressionChecks: false } : {}),
     };
   });

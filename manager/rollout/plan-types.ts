@@ -162,6 +162,8 @@ export interface Plan {
   readonly stopOnGateFailure: boolean;
   /** How sustained (baseline-relative) gates are judged; absent in plans saved before: STAT_DEFAULTS. */
   readonly statistics?: StatisticsPlan;
+  /** `regression_checks: false` turns the learning loop off for this plan (learning.ts); default on. */
+  readonly regressionChecks?: boolean;
 }
 
 export const PLAN_DEFAULTS = {
