@@ -43,6 +43,10 @@ export interface StormRun {
   readonly rssOnlineKiB: number;
   readonly rssStormKiB: number;
   readonly rssStormAfterGcKiB: number;
+  /** The broker host's memory after a GC at each point (NaN for mosquitto). */
+  readonly memIdle: Mem;
+  readonly memOnline: Mem;
+  readonly memStorm: Mem;
   /** GET /api/v1/health latencies (ms) during each phase; empty without an HTTP API. */
   readonly apiOnlineMs: number[];
   readonly apiStormMs: number[];
@@ -53,6 +57,9 @@ export interface StormRun {
 interface Mem {
   rssKiB: number;
   rssAfterGcKiB: number;
+  /** V8 heap in use and memory outside it (Buffers) after the GC; NaN for mosquitto. */
+  heapUsedKiB: number;
+  externalKiB: number;
 }
 
 /** Polls `url` every `everyMs` (requests overlap if one is slow) until stop(). */
@@ -141,7 +148,13 @@ async function phase(
 export async function runStorm(
   broker: StormBroker,
   devices: number,
-  opts: { timeoutMs: number; desiredBytes?: number; log?: (l: string) => void },
+  opts: {
+    timeoutMs: number;
+    desiredBytes?: number;
+    /** The manager's broker.connect_rate_per_second (default: the manager's own default, 1,000). */
+    connectRate?: number;
+    log?: (l: string) => void;
+  },
 ): Promise<StormRun> {
   const dir = tempDir(`storm-${broker}`);
   const children: BenchChild[] = [];
@@ -194,14 +207,20 @@ export async function runStorm(
       brokerPid = h.pid;
       ready = await h.call<HostReady>(
         'start',
-        { mode: broker, devices, dir, desiredBytes: opts.desiredBytes ?? 1024 },
+        {
+          mode: broker,
+          devices,
+          dir,
+          desiredBytes: opts.desiredBytes ?? 1024,
+          ...(opts.connectRate ? { connectRate: opts.connectRate } : {}),
+        },
         600_000,
       );
     }
     const mem = async (): Promise<Mem> => {
       if (host) return host.call<Mem>('mem');
       const k = procStatusKiB(brokerPid);
-      return { rssKiB: k, rssAfterGcKiB: k };
+      return { rssKiB: k, rssAfterGcKiB: k, heapUsedKiB: Number.NaN, externalKiB: Number.NaN };
     };
     const idle = await mem();
 
@@ -268,6 +287,9 @@ export async function runStorm(
       rssOnlineKiB: onlineMem.rssAfterGcKiB,
       rssStormKiB: stormMem.rssKiB,
       rssStormAfterGcKiB: stormMem.rssAfterGcKiB,
+      memIdle: idle,
+      memOnline: onlineMem,
+      memStorm: stormMem,
       apiOnlineMs: online.api,
       apiStormMs: storm.api,
       apiErrors: online.apiErrors + storm.apiErrors,
@@ -302,7 +324,7 @@ export function stormFigures(
       name: `storm: ${n} devices reconnect + desired, manager`,
       value: m.storm.seconds,
       unit: 's',
-      note: `${m.storm.refused} refused by the rate limit, ${m.storm.missing} missing`,
+      note: `${m.storm.refused} connections refused by the rate limit, ${m.storm.missing} missing`,
     },
   ];
   if (q) {
@@ -366,6 +388,13 @@ export function stormFigures(
       unit: 'KiB',
     });
   }
+  const mb = (kib: number) => ((kib * 1024) / 1e6).toFixed(0);
+  figures.push({
+    name: 'manager V8 heap in use after the storm (after a GC)',
+    value: (m.memStorm.heapUsedKiB * 1024) / 1e6,
+    unit: 'MB',
+    note: `idle ${mb(m.memIdle.heapUsedKiB)}, after phase 1 ${mb(m.memOnline.heapUsedKiB)} MB; Buffers ${mb(m.memStorm.externalKiB)} MB`,
+  });
   figures.push(
     {
       name: 'bare aedes (indexed) RSS per connected device',
@@ -389,7 +418,9 @@ export const reconnectStormBench: Bench = {
     const n = quick ? 500 : 10_000;
     const small = Math.min(n, 2_000);
     const timeoutMs = quick ? 120_000 : 600_000;
-    const manager = await runStorm('manager', n, { timeoutMs, log });
+    // FG_BENCH_STORM_RATE=5000: the manager with another connection-rate limit (docs/benchmarks.md).
+    const rate = Number(process.env.FG_BENCH_STORM_RATE) || undefined;
+    const manager = await runStorm('manager', n, { timeoutMs, log, ...(rate ? { connectRate: rate } : {}) });
     const size = manager.desiredBytes;
     let mosquitto: StormRun | null = null;
     let note: string | undefined;

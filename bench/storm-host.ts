@@ -169,7 +169,12 @@ serveParent({
     const rss = process.memoryUsage().rss / 1024;
     gc?.();
     const after = process.memoryUsage();
-    return { rssKiB: rss, rssAfterGcKiB: after.rss / 1024, heapUsedKiB: after.heapUsed / 1024 };
+    return {
+      rssKiB: rss,
+      rssAfterGcKiB: after.rss / 1024,
+      heapUsedKiB: after.heapUsed / 1024,
+      externalKiB: after.external / 1024,
+    };
   },
 
   /** Devices the host sees connected (manager: state `online` as ingested; bare: aedes clients). */
