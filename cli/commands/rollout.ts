@@ -147,10 +147,15 @@ function devicesTable(d: RolloutDetail): string {
   );
 }
 
+/** The `rollout` group, created on first use, so other files can add subcommands in any order. */
+export function rolloutCommand(program: Command): Command {
+  const existing = program.commands.find((c) => c.name() === 'rollout');
+  const group = existing ?? program.command('rollout');
+  return group.description('staged rollouts with canaries, gates and automatic rollback (docs/rollouts-operations.md)');
+}
+
 export function register(program: Command): void {
-  const rollout = program
-    .command('rollout')
-    .description('staged rollouts with canaries, gates and automatic rollback (docs/rollouts-operations.md)');
+  const rollout = rolloutCommand(program);
 
   withClientOptions(
     rollout
