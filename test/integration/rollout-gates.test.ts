@@ -53,6 +53,10 @@ describe('rollout of a healthy snapshot', () => {
     // The ledger counts each device once; the snapshot is known-good and its history says why.
     const ledger = rf.fleet.manager.rollouts.events(id);
     const succeeded = ledger.filter((e) => e.kind === 'device.succeeded').map((e) => e.device);
+    // Canary validation: no batch device was assigned before the canary's gates held for its hold.
+    const at = (kind: string, stage: string) => ledger.find((e) => e.kind === kind && e.stage === stage)?.ts;
+    expect(at('devices.assigned', 'batch')).toBeGreaterThanOrEqual(at('stage.passed', 'canary') as number);
+    expect(at('devices.assigned', 'fleet')).toBeGreaterThanOrEqual(at('stage.passed', 'batch') as number);
     expect(succeeded.sort()).toEqual(DEVICES.map((d) => d.id).sort());
     expect(svc.getSnapshot(v2).knownGood).toBe(true);
     const history = rf.fleet.manager.rollouts.history(v2);
