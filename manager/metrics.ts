@@ -14,6 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import type { FleetServiceApi } from './fleet-service.js';
 import type { RouteConfig } from './http/openapi.js';
+import type { RolloutService } from './rollout-service.js';
 
 type Labels = Readonly<Record<string, string>>;
 type MetricType = 'counter' | 'gauge' | 'histogram';
@@ -119,7 +120,9 @@ export interface ManagerMetricsOptions {
   readonly failedDevices?: () => Readonly<Record<string, number>>;
   /** Open dashboard streams. */
   readonly streams?: () => number;
-  /** Extra families (the rollout engine, later). */
+  /** The manager's rollouts: stage progress of the active ones, rollouts per phase. */
+  readonly rollouts?: Pick<RolloutService, 'list' | 'get'>;
+  /** Extra families. */
   readonly extra?: ReadonlyArray<(x: Exposition) => void>;
 }
 
@@ -167,6 +170,10 @@ export class ManagerMetrics {
 
   stop(): void {
     this.loopDelay.disable();
+  }
+
+  private writeRollouts(x: Exposition, rollouts: Pick<RolloutService, 'list' | 'get'>): void {
+    writeRolloutsTo(x, rollouts);
   }
 
   /** A device update transition (from the event ledger), counted by target phase and failure category. */
@@ -288,6 +295,7 @@ export class ManagerMetrics {
     x.family('fleetgate_http_requests_total', 'counter', 'HTTP requests answered, by method, route and status.');
     for (const r of this.http.values())
       x.sample('fleetgate_http_requests_total', r.n, { method: r.method, route: r.route, status: r.status });
+    if (this.opts.rollouts) this.writeRollouts(x, this.opts.rollouts);
     for (const extra of this.opts.extra ?? []) extra(x);
 
     const mem = process.memoryUsage();
@@ -305,6 +313,37 @@ export class ManagerMetrics {
     this.loopDelay.reset();
     return x.text();
   }
+}
+
+/** Rollouts by phase, and per stage of each active rollout its devices by status and done ratio. */
+function writeRolloutsTo(x: Exposition, rollouts: Pick<RolloutService, 'list' | 'get'>): void {
+  const all = rollouts.list({ limit: 10_000 });
+  const phases: Record<string, number> = {};
+  for (const r of all) phases[r.phase] = (phases[r.phase] ?? 0) + 1;
+  x.labelled('fleetgate_rollouts', 'gauge', 'Rollouts by phase (the last 10,000).', 'phase', phases);
+  const active = all.filter((r) => r.ended === null);
+  x.family('fleetgate_rollout_info', 'gauge', 'One per active rollout: its snapshot, phase and current stage.');
+  for (const r of active) {
+    x.sample('fleetgate_rollout_info', 1, {
+      rollout: r.id,
+      snapshot: r.snapshot,
+      phase: r.phase,
+      stage: r.stage ?? '',
+    });
+  }
+  x.family('fleetgate_rollout_stage_devices', 'gauge', 'Devices of an active rollout by stage and status.');
+  const done: Array<[Record<string, string>, number]> = [];
+  for (const r of active) {
+    const stages = rollouts.get(r.id).report.stages;
+    for (const st of stages) {
+      for (const [status, n] of Object.entries(st.counts)) {
+        x.sample('fleetgate_rollout_stage_devices', n, { rollout: r.id, stage: st.name, status });
+      }
+      done.push([{ rollout: r.id, stage: st.name }, st.done]);
+    }
+  }
+  x.family('fleetgate_rollout_stage_done_ratio', 'gauge', 'Share of a stage whose devices reached a final status.');
+  for (const [labels, v] of done) x.sample('fleetgate_rollout_stage_done_ratio', v, labels);
 }
 
 export const METRICS_PATH = '/metrics';

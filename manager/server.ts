@@ -266,6 +266,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       streams: () => hub?.size ?? 0,
     });
     undo.push(async () => metrics.stop());
+      rollouts,
     observer = new FleetObserver({
       service,
       logger: logger.child({ component: 'dashboard' }),
@@ -288,7 +289,10 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         (app) => registerRolloutRoutes(app, rollouts),
         (app) => registerMetricsRoute(app, metrics),
         ...(config.http.dashboard
-          ? [(app: FastifyInstance) => registerDashboard(app, { observer: watching, auth, onHub: (h) => (hub = h) })]
+          ? [
+              (app: FastifyInstance) =>
+                registerDashboard(app, { observer: watching, auth, service, rollouts, onHub: (h) => (hub = h) }),
+            ]
           : []),
       ],
       health: () => ({

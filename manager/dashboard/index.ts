@@ -7,5 +7,6 @@ export {
   type FleetSample,
   type SnapshotOutcome,
 } from './observer.js';
+export { ROLLOUT_STATES, type RolloutSource, rolloutSeries, stageTelemetry } from './rollouts.js';
 export { type DashboardOptions, registerDashboard, staticDir } from './routes.js';
 export { SseHub, type SseHubOptions, sseRecord } from './sse.js';

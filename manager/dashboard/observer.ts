@@ -101,7 +101,7 @@ export interface FleetObserverOptions {
   readonly clock?: Clock;
   /** Fleet sample period. Default 5 s. */
   readonly sampleMs?: number;
-  /** Samples kept. Default 720 (an hour at 5 s). */
+  /** Samples kept. Default 1,440 (two hours at 5 s; less while devices change, see `sampleSoon`). */
   readonly seriesSize?: number;
   /** Samples per device and channel. Default 32. */
   readonly historySize?: number;
@@ -206,6 +206,8 @@ export class FleetObserver {
   private unsubscribe: (() => void) | null = null;
   private timers: NodeJS.Timeout[] = [];
   private scanning: NodeJS.Immediate | null = null;
+  private lastSampleAt = 0;
+  private extraSample: NodeJS.Timeout | null = null;
   readonly sampleMs: number;
   private readonly batchMs: number;
   private readonly historySize: number;
@@ -216,7 +218,7 @@ export class FleetObserver {
     this.sampleMs = opts.sampleMs ?? 5_000;
     this.batchMs = opts.batchMs ?? 500;
     this.historySize = opts.historySize ?? 32;
-    this.series = new Ring(opts.seriesSize ?? 720);
+    this.series = new Ring(opts.seriesSize ?? 1_440);
   }
 
   start(): void {
@@ -239,6 +241,8 @@ export class FleetObserver {
     this.timers = [];
     if (this.scanning) clearImmediate(this.scanning);
     this.scanning = null;
+    if (this.extraSample) clearTimeout(this.extraSample);
+    this.extraSample = null;
   }
 
   onBatch(listener: (b: FleetBatch) => void): () => void {
@@ -471,6 +475,21 @@ export class FleetObserver {
       }
     }
     this.emitBatch({ rows, removed, events, quiet: false });
+    if (rows.length > 0 || removed.length > 0) this.sampleSoon();
+  }
+
+  /**
+   * An extra sample when devices change phase or state, at most one a second, so a change that
+   * comes and goes between two periodic samples (a quick canary, a revert) still shows in the plots.
+   */
+  private sampleSoon(): void {
+    if (this.extraSample || !this.unsubscribe) return;
+    const wait = Math.max(0, this.lastSampleAt + 1_000 - this.clock.now());
+    this.extraSample = setTimeout(() => {
+      this.extraSample = null;
+      this.safely('sample', () => this.sample());
+    }, wait);
+    this.extraSample.unref();
   }
 
   private forget(id: string): void {
@@ -492,6 +511,7 @@ export class FleetObserver {
   }
 
   private sample(): void {
+    this.lastSampleAt = this.clock.now();
     const devices = this.svc.listDevices();
     const { sample: s, rows } = this.measure(devices);
     // Rows whose summary changed without a fleet update (assignments made elsewhere, drift sweeps).

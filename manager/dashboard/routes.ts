@@ -9,11 +9,16 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join, relative, sep } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import type { OperatorAuth } from '../auth.js';
+import type { FleetServiceApi } from '../fleet-service.js';
 import type { RouteConfig } from '../http/openapi.js';
 import { DeviceParams, jsonSchema } from '../http/schemas.js';
 import type { FleetObserver } from './observer.js';
+import { type RolloutSource, rolloutSeries, rolloutUpdates, stageTelemetry } from './rollouts.js';
 import { SseHub, type SseHubOptions } from './sse.js';
+
+const RolloutRef = z.strictObject({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/) });
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -60,6 +65,12 @@ function loadAssets(dir: string): Map<string, { body: Buffer; type: string }> {
 
 export interface DashboardOptions {
   readonly observer: FleetObserver;
+  /** For the rollout plots (update events of a rollout). */
+  readonly service?: FleetServiceApi;
+  /** The manager's rollouts, when it runs them: the Rollouts view and its live updates. */
+  readonly rollouts?: RolloutSource;
+  /** How often rollout summaries are checked for changes while a dashboard is open. Default 1 s. */
+  readonly rolloutPollMs?: number;
   readonly auth?: OperatorAuth;
   readonly sse?: SseHubOptions;
   /** Called with the hub so /metrics can count streams. */
@@ -93,7 +104,29 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     if (b.events.length > 0) hub.broadcast('events', { events: b.events.slice(-200) });
   });
   const offSample = observer.onSample((s) => hub.broadcast('sample', s));
-  app.addHook('preClose', async () => hub.closeAll());
+  // Rollouts change on their own clock (holds, ticks): their summaries are compared once a second
+  // while a dashboard is open, and a change goes out as one `rollouts` record.
+  const rollouts = opts.rollouts;
+  let lastRollouts = '';
+  const poll = rollouts
+    ? setInterval(() => {
+        if (hub.size === 0) return;
+        try {
+          const list = rollouts.list({ limit: 20 });
+          const text = JSON.stringify(list);
+          if (text === lastRollouts) return;
+          lastRollouts = text;
+          hub.broadcast('rollouts', { rollouts: list });
+        } catch (e) {
+          app.log.warn({ err: e }, 'rollout summaries for the dashboard failed');
+        }
+      }, opts.rolloutPollMs ?? 1_000)
+    : null;
+  poll?.unref();
+  app.addHook('preClose', async () => {
+    if (poll) clearInterval(poll);
+    hub.closeAll();
+  });
   app.addHook('onClose', async () => {
     offBatch();
     offSample();
@@ -194,13 +227,44 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
     },
     async () => ({ outcomes: observer.outcomeList() }),
   );
+  if (rollouts && opts.service) {
+    const svc = opts.service;
+    app.get(
+      '/api/v1/fleet/rollouts/:id',
+      {
+        schema: { params: jsonSchema(RolloutRef) },
+        config: {
+          openapi: {
+            summary:
+              "a rollout's plots: devices per state over its time, and telemetry gap and drops per stage against the baseline",
+            tags,
+            responses: { 200: '{series: {ts, counts}, telemetry: {stages, baseline}}', 404: 'FG_ROLLOUT_NOT_FOUND' },
+          },
+        } satisfies RouteConfig,
+      },
+      async (req) => {
+        const { id } = req.params as { id: string };
+        const detail = rollouts.get(id, { devices: true });
+        const r = detail.rollout;
+        const series = rolloutSeries(
+          r.devices,
+          r.created,
+          r.ended ?? Date.now(),
+          rolloutUpdates(svc, id),
+          rollouts.events(id, { limit: 10_000 }),
+        );
+        const rows = new Map(observer.rows().map((x) => [x.id, x]));
+        return { rollout: id, series, telemetry: stageTelemetry(detail, rows) };
+      },
+    );
+  }
   app.get(
     '/api/v1/stream',
     {
       config: {
         openapi: {
           summary:
-            'live updates as server-sent events: hello, devices, numbers, events, sample, resync (docs/dashboard.md)',
+            'live updates as server-sent events: hello, devices, numbers, events, sample, rollouts, resync (docs/dashboard.md)',
           tags,
           responses: { 200: { description: 'an event stream', type: 'text/event-stream' } },
         },

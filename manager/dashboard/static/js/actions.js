@@ -136,6 +136,33 @@ async function withToken(fn) {
 }
 
 /**
+ * A write the operator asked for: with the token (asked for when missing), errors as toasts.
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<unknown | null>} the reply, or null when not done
+ */
+export async function tryWrite(method, path, body) {
+  try {
+    return await withToken(() => api(method, path, body));
+  } catch (e) {
+    toast(`Not done: ${e instanceof Error ? e.message : String(e)}`, 'error', e instanceof ApiError ? e : null);
+    return null;
+  }
+}
+
+/**
+ * Confirmation, then the write.
+ * @param {{ title: string; body: Node; ok: string; danger?: boolean; method: string; path: string; body_: () => unknown }} o
+ * @returns {Promise<unknown | null>}
+ */
+export async function confirmAction(o) {
+  const yes = await confirmDialog({ title: o.title, body: o.body, ok: o.ok, danger: o.danger });
+  if (!yes) return null;
+  return tryWrite(o.method, o.path, o.body_());
+}
+
+/**
  * Assigns a snapshot to devices, after the operator confirms what and where. Without `devices`
  * the dialog offers the sites; without `snapshot` it offers the stored snapshots.
  * @param {{ devices?: string[]; snapshot?: string }} o

@@ -7,7 +7,7 @@
  * the full state, so a gap in the stream never leaves it stale.
  */
 import { authHeaders } from './api.js';
-import { applyEvents, applyNumbers, applyRows, applySample, loadAll } from './store.js';
+import { applyEvents, applyNumbers, applyRollouts, applyRows, applySample, loadAll } from './store.js';
 
 /** @typedef {'connecting' | 'live' | 'reconnecting' | 'needs-token' | 'error'} LiveState */
 
@@ -104,6 +104,9 @@ async function dispatch(record) {
       break;
     case 'sample':
       applySample(payload);
+      break;
+    case 'rollouts':
+      applyRollouts(payload.rollouts);
       break;
     case 'resync':
       await loadAll();

@@ -224,3 +224,60 @@ export const PHASE_COLORS = /** @type {Record<string, string>} */ ({
   reverted: '#d9534f',
   none: '#d5dbe0',
 });
+
+/**
+ * Grouped bars: one group per category (a stage, the baseline), one bar per series.
+ * @param {{ categories: string[]; series: Array<{ name: string; color: string; values: Array<number | null>; unit?: string }>; label: string; unit?: string; empty?: string }} spec
+ * @returns {HTMLElement}
+ */
+export function barChart(spec) {
+  const fig = h('figure', { class: 'plot' });
+  const all = spec.series.flatMap((r) => r.values).filter((v) => v !== null);
+  if (spec.categories.length === 0 || all.length === 0) {
+    fig.append(h('div', { class: 'empty-plot' }, spec.empty ?? 'no data yet'));
+    return fig;
+  }
+  const svg = s('svg', {
+    viewBox: `0 0 ${W} ${H}`,
+    role: 'img',
+    'aria-label': spec.label,
+    preserveAspectRatio: 'none',
+  });
+  const title = s('title');
+  title.textContent = spec.label;
+  svg.append(title);
+  const axis = niceAxis(Math.max(0, .../** @type {number[]} */ (all)), false);
+  const pw = W - M.l - M.r;
+  const ph = H - M.t - M.b;
+  const py = (/** @type {number} */ v) => M.t + ph - (v / axis.top) * ph;
+  const g = s('g', { class: 'axis' });
+  for (let v = 0; v <= axis.top + 1e-9; v += axis.step) {
+    g.append(s('line', { x1: M.l, x2: W - M.r, y1: py(v), y2: py(v), class: 'grid-line' }));
+    const t = s('text', { x: M.l - 6, y: py(v) + 4, 'text-anchor': 'end' });
+    t.textContent = tickText(v) + (v + axis.step > axis.top + 1e-9 && spec.unit ? ` ${spec.unit}` : '');
+    g.append(t);
+  }
+  const slot = pw / spec.categories.length;
+  const bw = Math.min(40, (slot * 0.7) / spec.series.length);
+  spec.categories.forEach((c, i) => {
+    const x0 = M.l + slot * i + (slot - bw * spec.series.length) / 2;
+    spec.series.forEach((r, k) => {
+      const v = r.values[i];
+      if (v === null || v === undefined) return;
+      svg.append(s('rect', { x: x0 + k * bw, y: py(v), width: bw - 2, height: M.t + ph - py(v), fill: r.color }));
+    });
+    const label = s('text', { x: M.l + slot * i + slot / 2, y: H - 6, 'text-anchor': 'middle' });
+    label.textContent = c;
+    g.append(label);
+  });
+  svg.append(g);
+  fig.append(svg);
+  fig.append(
+    h(
+      'figcaption',
+      { class: 'legend' },
+      spec.series.map((r) => h('span', {}, h('span', { class: 'swatch', style: `background:${r.color}` }), r.name)),
+    ),
+  );
+  return fig;
+}

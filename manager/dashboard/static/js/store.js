@@ -57,6 +57,8 @@ export const store = {
   sampleMs: 5000,
   /** @type {EventRecord[]} newest last */
   events: [],
+  /** Rollout summaries, newest first (empty on a manager without rollouts). @type {any[]} */
+  rollouts: [],
   /** Server clock minus ours, so "ago" stays right when the clocks differ. */
   skew: 0,
 };
@@ -65,7 +67,7 @@ export const store = {
 const topics = new Map();
 
 /**
- * @param {'devices' | 'snapshots' | 'samples' | 'events' | 'outcomes'} topic
+ * @param {'devices' | 'snapshots' | 'samples' | 'events' | 'outcomes' | 'rollouts'} topic
  * @param {(detail: any) => void} fn
  * @returns {() => void}
  */
@@ -99,13 +101,16 @@ export function now() {
 
 /** Re-reads everything (first load, and after the live stream reconnects). */
 export async function loadAll() {
-  const [fleet, snaps, series, outcomes, events] = await Promise.all([
+  const [fleet, snaps, series, outcomes, events, rollouts] = await Promise.all([
     get('/api/v1/fleet'),
     get('/api/v1/snapshots'),
     get('/api/v1/fleet/series'),
     get('/api/v1/outcomes'),
     get('/api/v1/events?limit=200'),
+    // A manager without rollouts answers 404: the view is simply not offered.
+    get('/api/v1/rollouts?limit=20').catch(() => ({ rollouts: [] })),
   ]);
+  store.rollouts = /** @type {{ rollouts: any[] }} */ (rollouts).rollouts;
   const f = /** @type {{ devices: FleetRow[]; now: number }} */ (fleet);
   store.skew = f.now - Date.now();
   store.devices = new Map(f.devices.map((d) => [d.id, d]));
@@ -120,6 +125,13 @@ export async function loadAll() {
   emit('samples');
   emit('outcomes');
   emit('events', { reset: true, added: [] });
+  emit('rollouts');
+}
+
+/** @param {any[]} list */
+export function applyRollouts(list) {
+  store.rollouts = list;
+  emit('rollouts');
 }
 
 export async function loadSnapshots() {
@@ -164,8 +176,10 @@ export function applyNumbers(tuples) {
 /** @param {Sample} sample */
 export function applySample(sample) {
   store.samples.push(sample);
-  const keep = Math.ceil((3600 * 1000) / store.sampleMs);
-  if (store.samples.length > keep) store.samples.splice(0, store.samples.length - keep);
+  // Two hours, as the manager keeps (samples come faster while devices change).
+  const from = sample.ts - 2 * 3600_000;
+  const old = store.samples.findIndex((x) => x.ts >= from);
+  if (old > 0) store.samples.splice(0, old);
   emit('samples');
 }
 
