@@ -20,6 +20,7 @@ import { FleetgateError, unwrap } from '../protocol/result.js';
 import { type Clock, type FleetServiceApi, type FleetUpdate, systemClock } from './fleet-service.js';
 import {
   createRollout,
+  dryRun,
   type GatePlan,
   type Outcome,
   parsePlan,
@@ -28,8 +29,10 @@ import {
   type RolloutState,
   resolveSnapshotRef,
   rolloutReport,
+  type SiteConfig,
   TERMINAL_PHASES,
 } from './rollout/index.js';
+import { changedSiteRules, lineageHistory, type PlanView, planViewOf } from './rollout-extras.js';
 import { catchUpEvents, liveEvents } from './rollout-feed.js';
 import { RolloutRunner } from './rollout-runner.js';
 import { type LedgerRecord, type RolloutRow, RolloutStore } from './rollout-store.js';
@@ -41,6 +44,7 @@ import {
   summaryOf,
   viewOfDevice,
 } from './rollout-views.js';
+import { SiteSettings } from './site-settings.js';
 
 export type { RolloutCommand, RolloutDetail, RolloutSummary, SnapshotHistory } from './rollout-views.js';
 
@@ -82,11 +86,15 @@ export class RolloutService {
   private unsubscribe: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private state: 'new' | 'started' | 'stopped' = 'new';
+  /** Per-site settings (windows, canary, caps, gate overrides) that new and running rollouts use. */
+  readonly sites: SiteSettings;
 
   constructor(private readonly opts: RolloutServiceOptions) {
     this.clock = opts.clock ?? systemClock;
     this.log = opts.logger;
     this.store = new RolloutStore(opts.db);
+    this.sites = new SiteSettings(opts.db, { clock: this.clock });
+    this.sites.onChange((all) => this.sitesChanged(all));
   }
 
   /** Resumes every rollout that had not ended, subscribes to device updates, starts the tick. */
@@ -120,6 +128,7 @@ export class RolloutService {
     for (const r of this.runners.values()) r.close();
     await Promise.all([...this.runners.values()].map((r) => r.idle()));
     this.store.close();
+    this.sites.close();
   }
 
   /** Resolves when every queued event has been stepped and its effects run (tests, shutdown). */
@@ -130,7 +139,7 @@ export class RolloutService {
 
   // --- operator API ---
 
-  async create(input: CreateInput): Promise<RolloutDetail & { dryRun: boolean }> {
+  async create(input: CreateInput): Promise<RolloutDetail & { dryRun: boolean; plan?: PlanView }> {
     this.requireStarted();
     const plan = unwrap(parsePlan(input.plan));
     const fleet = this.opts.fleet;
@@ -138,9 +147,11 @@ export class RolloutService {
     if (plan.baseline !== 'current') fleet.getSnapshot(plan.baseline.id); // FG_SNAPSHOT_NOT_FOUND
     const now = this.clock.now();
     const id = this.opts.newId?.() ?? newRolloutId(now);
-    const { state } = unwrap(
-      createRollout({ id, plan, snapshot, fleet: fleet.listDevices(), now, force: input.force === true }),
-    );
+    // Site settings and the lineage's rolled-back outcomes (regression checks) shape the rollout.
+    const sites = this.sites.list();
+    const history = lineageHistory(this.store, snapshot.name);
+    const build = { id, plan, snapshot, fleet: fleet.listDevices(), now, force: input.force === true, sites, history };
+    const { state } = unwrap(createRollout(build));
     for (const device of Object.keys(state.devices)) {
       const busy = [...(this.byDevice.get(device) ?? [])][0];
       if (busy) {
@@ -153,7 +164,7 @@ export class RolloutService {
     const forced = input.force === true && snapshot.flagged !== null;
     if (input.dryRun) {
       const row = this.virtualRow(state, input.plan, forced, now);
-      return { ...this.detailOf(row, state, null, {}), dryRun: true };
+      return { ...this.detailOf(row, state, null, {}), dryRun: true, plan: planViewOf(unwrap(dryRun(build))) };
     }
     this.store.insert(state, input.plan, forced, now);
     this.log.info(
@@ -211,6 +222,24 @@ export class RolloutService {
     if (refused[0]) throw new FleetgateError(refused[0]);
     this.log.info({ rollout: id, command: type, reason: reason ?? null }, 'rollout command');
     return this.get(id);
+  }
+
+  /** An operator's annotation on the rollout's ledger (`fleetgate rollout note`), any phase. */
+  note(id: string, text: string): { rollout: string; ts: number; text: string } {
+    const row = this.requireRow(id);
+    const ts = this.clock.now();
+    this.store.append(id, row.seq, [{ ts, kind: 'rollout.note', stage: null, device: null, data: { text } }]);
+    this.log.info({ rollout: id }, 'rollout note');
+    return { rollout: id, ts, text };
+  }
+
+  /** Site settings changed: each running rollout with devices there gets the new rules (engine `sites` event). */
+  private sitesChanged(all: readonly SiteConfig[]): void {
+    const now = this.clock.now();
+    for (const r of this.runners.values()) {
+      const rules = changedSiteRules(r.state, all);
+      if (rules) void r.submit([{ type: 'sites', now, sites: rules }]).catch(() => undefined);
+    }
   }
 
   /** The rollout's ledger, oldest first. */

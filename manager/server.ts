@@ -17,7 +17,9 @@ import type { ManagerConfig } from './config.js';
 import { FleetObserver, registerDashboard, type SseHub } from './dashboard/index.js';
 import { FleetService, type MqttConnectOptions } from './fleet-service.js';
 import { buildApp } from './http/app.js';
+import { registerRolloutNoteRoutes } from './http/routes-rollout-notes.js';
 import { registerRolloutRoutes } from './http/routes-rollouts.js';
+import { registerSiteRoutes } from './http/routes-sites.js';
 import { loadOrCreateKeys, MANAGER_PUBLIC_KEY_FILE, RELEASE_KEY_FILE } from './key-files.js';
 import { type BrokerEvents, ManagerMetrics, registerMetricsRoute } from './metrics.js';
 import { MosquittoSync } from './mosquitto-sync.js';
@@ -287,6 +289,8 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       version: VERSION,
       extend: [
         (app) => registerRolloutRoutes(app, rollouts),
+        (app) => registerSiteRoutes(app, rollouts.sites),
+        (app) => registerRolloutNoteRoutes(app, rollouts),
         (app) => registerMetricsRoute(app, metrics),
         ...(config.http.dashboard
           ? [

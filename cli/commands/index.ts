@@ -8,7 +8,9 @@ import { register as drift } from './drift.js';
 import { register as keys } from './keys.js';
 import { register as manager } from './manager.js';
 import { register as rollout } from './rollout.js';
+import { register as rolloutPlan } from './rollout-plan.js';
 import { register as simulate } from './simulate.js';
+import { register as site } from './site.js';
 import { register as snapshot } from './snapshot.js';
 import { register as snapshotHistory } from './snapshot-history.js';
 import { register as snapshotRepo } from './snapshot-repo.js';
@@ -24,6 +26,8 @@ export const COMMANDS: Array<(program: Command) => void> = [
   snapshotRepo,
   snapshotHistory,
   rollout,
+  rolloutPlan,
+  site,
   agent,
   broker,
   simulate,

@@ -193,6 +193,20 @@ export const MIGRATIONS: readonly Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'rollout events are append-only'); END;
     `,
   },
+  {
+    version: 4,
+    description: 'sites: per-site rollout settings (maintenance windows, canary eligibility, caps, gate overrides)',
+    sql: `
+      -- One row per site that has settings (manager/site-settings.ts); a site without a row uses the
+      -- defaults (always open, may be a canary, no cap, no overrides). \`config\` is the SiteRule JSON
+      -- of manager/rollout/sites.ts, validated before it is written (windows parsed, gates checked).
+      CREATE TABLE sites (
+        site     TEXT PRIMARY KEY,
+        config   TEXT NOT NULL,
+        updated  INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0);
