@@ -42,6 +42,8 @@ export interface StageProgress {
   readonly samples: Readonly<Record<string, number>>;
   /** The stage waits for samples until then (sustained gates inconclusive), or null. */
   readonly statsDueAt: number | null;
+  /** Sites whose devices wait for their maintenance window: site -> next opening (ms). */
+  readonly waiting: Readonly<Record<string, number>>;
 }
 
 export interface FailureGroup {
@@ -190,6 +192,7 @@ export function rolloutReport(state: RolloutState): RolloutReport {
       stats: st.stats ?? {},
       samples: Object.fromEntries(Object.entries(st.windows ?? {}).map(([k, w]) => [k, w.seen])),
       statsDueAt: st.statsDueAt ?? null,
+      waiting: st.waiting ?? {},
     };
   });
   const skipped: Record<string, number> = {};
