@@ -70,6 +70,9 @@ export interface CreateInput {
   readonly dryRun?: boolean;
 }
 
+/** How long stop() waits for running effects before it closes the store anyway. */
+const STOP_WAIT_MS = 5_000;
+
 function newRolloutId(now: number): string {
   return `r-${now.toString(36)}-${randomBytes(3).toString('hex')}`;
 }
@@ -126,7 +129,19 @@ export class RolloutService {
     this.unsubscribe?.();
     this.flush();
     for (const r of this.runners.values()) r.close();
-    await Promise.all([...this.runners.values()].map((r) => r.idle()));
+    // An effect can wait on the broker (a publish while it reconnects); shutdown does not wait for
+    // it forever: the state was saved before the effect, and `restarted` re-sends what is missing.
+    const idle = Promise.all([...this.runners.values()].map((r) => r.idle()));
+    let timer: NodeJS.Timeout | undefined;
+    const late = await Promise.race([
+      idle.then(() => false),
+      new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), STOP_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late)
+      this.log.warn({ waitedMs: STOP_WAIT_MS }, 'rollout effects still running at shutdown; resumed at the next start');
     this.store.close();
     this.sites.close();
   }
@@ -204,21 +219,20 @@ export class RolloutService {
   async command(id: string, type: RolloutCommand, reason?: string): Promise<RolloutDetail> {
     this.requireStarted();
     this.requireRow(id);
-    const runner = this.runners.get(id);
+    let runner = this.runners.get(id);
     if (!runner) {
       // An ended rollout: only `rollback` (from completed or aborted) may wake it; the engine decides.
+      // It listens to its devices before the command runs, so no report of the rollback is missed.
       const state = this.store.state(id);
       if (!state) throw FleetgateError.of('FG_ROLLOUT_NOT_FOUND', id);
-      const probe = new RolloutRunner(state, this.runnerDeps());
-      const event = { type, now: this.clock.now(), ...(reason ? { reason } : {}) } as RolloutEvent;
-      const refused = await probe.submit([event]);
-      if (refused[0]) throw new FleetgateError(refused[0]);
-      if (!probe.final) this.adopt(probe);
-      await probe.idle();
-      return this.get(id);
+      runner = new RolloutRunner(state, this.runnerDeps());
+      this.adopt(runner);
     }
     const event = { type, now: this.clock.now(), ...(reason ? { reason } : {}) } as RolloutEvent;
-    const refused = await runner.submit([event]);
+    const refused = await runner.submit([event]).finally(() => {
+      // Refused, or ended within the step (a rollback with nothing to return): not active.
+      if (runner.final) this.release(runner);
+    });
     if (refused[0]) throw new FleetgateError(refused[0]);
     this.log.info({ rollout: id, command: type, reason: reason ?? null }, 'rollout command');
     return this.get(id);
@@ -259,7 +273,8 @@ export class RolloutService {
         const outcome = this.store.outcome(row.id);
         return {
           ...summaryOf(row, live ?? (outcome ? null : this.store.state(row.id)), outcome),
-          outcome: live && !this.runners.get(row.id)?.final ? null : outcome,
+          // A rollout rolling back after it completed has no outcome until it ends again.
+          outcome: live ? null : outcome,
         };
       }),
       marks: this.store.snapshotEvents(snapshot.id, ['snapshot.marked']),
@@ -345,14 +360,20 @@ export class RolloutService {
 
   /** A runner whose rollout ended leaves the active set (a later `rollback` command loads it again). */
   private onState(r: RolloutRunner): void {
-    if (!r.final || this.runners.get(r.id) !== r) return;
+    if (!r.final || !this.release(r)) return;
+    this.log.info({ rollout: r.id, phase: r.state.phase, outcome: r.state.outcome }, 'rollout ended');
+  }
+
+  /** Takes the runner out of the active set; false when it was not in it. */
+  private release(r: RolloutRunner): boolean {
+    if (this.runners.get(r.id) !== r) return false;
     this.runners.delete(r.id);
     for (const device of Object.keys(r.state.devices)) {
       const set = this.byDevice.get(device);
       set?.delete(r);
       if (set && set.size === 0) this.byDevice.delete(device);
     }
-    this.log.info({ rollout: r.id, phase: r.state.phase, outcome: r.state.outcome }, 'rollout ended');
+    return true;
   }
 
   /**

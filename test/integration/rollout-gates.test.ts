@@ -9,6 +9,7 @@ import { categoryHint } from '../../protocol/errors.js';
 import { DEVICES, type RolloutFleet, seedPlan, startRolloutFleet } from './rollout-harness.js';
 
 let rf: RolloutFleet;
+let completedId = '';
 beforeAll(async () => {
   rf = await startRolloutFleet();
 }, 60_000);
@@ -63,6 +64,26 @@ describe('rollout of a healthy snapshot', () => {
     expect(history.rollouts).toHaveLength(1);
     expect(history.rollouts[0]?.outcome?.phase).toBe('completed');
     expect(history.marks.map((m) => m.data.mark)).toEqual(['known_good']);
+    completedId = id;
+  });
+
+  it("an operator's rollback of the completed rollout returns every device to v1 from its other slot", async () => {
+    const svc = rf.fleet.manager.service;
+    const v2 = svc.getDesired('gw-a1')?.snapshot as string;
+    const bytesBefore = svc.stats().fetch.bytes;
+    const started = await rf.fleet.manager.rollouts.command(completedId, 'rollback', 'operator drill');
+    expect(started.rollout.phase).toBe('rolling_back');
+    const done = await rf.waitPhase(completedId, ['rolled_back', 'failed'], 20_000);
+    expect(done.rollout.phase).toBe('rolled_back');
+    expect(done.report.rollback).toMatchObject({ devices: 4, confirmed: 4, open: 0, unconfirmed: [] });
+    for (const { id } of DEVICES) {
+      expect(rf.committed(id, rf.v1)).toBe(true);
+      expect(svc.getDesired(id)).toMatchObject({ snapshot: rf.v1, rollout: completedId, stage: 'rollback' });
+    }
+    expect(svc.stats().fetch.bytes).toBe(bytesBefore);
+    // An operator's choice, not the snapshot's fault: v2 stays known-good and unflagged.
+    expect(svc.getSnapshot(v2)).toMatchObject({ knownGood: true, flagged: null });
+    expect(rf.fleet.manager.rollouts.list({ active: true })).toEqual([]);
   });
 });
 
