@@ -256,7 +256,14 @@ export function historyText(h: SnapshotHistory): string {
     (m) =>
       `  ${isoTime(m.ts)} ${String(m.data.mark)} by ${m.rollout}${m.data.reason ? `: ${String(m.data.reason)}` : ''}`,
   );
-  return [head, '', rollouts, ...(marks.length ? ['', 'marks:', ...marks] : [])].join('\n');
+  const notes = (h.notes ?? []).map((n) => `  ${isoTime(n.ts)} ${n.rollout}: ${String(n.data.text)}`);
+  return [
+    head,
+    '',
+    rollouts,
+    ...(marks.length ? ['', 'marks:', ...marks] : []),
+    ...(notes.length ? ['', 'notes:', ...notes] : []),
+  ].join('\n');
 }
 
 /** After `rollout start`: what was selected and how to follow it. */

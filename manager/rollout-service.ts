@@ -278,6 +278,7 @@ export class RolloutService {
         };
       }),
       marks: this.store.snapshotEvents(snapshot.id, ['snapshot.marked']),
+      notes: this.store.snapshotEvents(snapshot.id, ['rollout.note']),
     };
   }
 

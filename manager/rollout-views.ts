@@ -69,6 +69,8 @@ export interface SnapshotHistory {
   readonly rollouts: readonly (RolloutSummary & { readonly outcome: Outcome | null })[];
   /** known_good / flagged marks rollouts set, oldest first. */
   readonly marks: readonly LedgerRecord[];
+  /** Operators' notes on its rollouts (`fleetgate rollout note`), oldest first. */
+  readonly notes: readonly LedgerRecord[];
 }
 
 const ZERO: Record<DeviceStatus, number> = {

@@ -161,8 +161,10 @@ describe('a rollout through its phases', () => {
     expect(fleet.manager.service.getSnapshot(v1).flagged).toBeNull();
   });
 
-  it('GET /api/v1/snapshots/:id/history lists the rollout with its outcome', async () => {
+  it('GET /api/v1/snapshots/:id/history lists the rollout with its outcome and notes', async () => {
+    expect((await call('POST', `/api/v1/rollouts/${id}/notes`, { text: 'plan had the wrong site' })).status).toBe(201);
     const h = await call('GET', `/api/v1/snapshots/${v1.slice(0, 12)}/history`);
+    expect(h.body.notes.map((n: Json) => [n.rollout, n.data.text])).toEqual([[id, 'plan had the wrong site']]);
     expect(h.status).toBe(200);
     expect(h.body.snapshot.id).toBe(v1);
     expect(h.body.rollouts.map((r: Json) => [r.id, r.phase, r.outcome?.phase])).toEqual([
