@@ -36,7 +36,12 @@ describe('blast radius', () => {
 
     const done = await rf.waitPhase(id, ['rolled_back', 'failed', 'completed']);
     expect(done.rollout.phase).toBe('rolled_back');
-    expect(done.report.stop).toMatchObject({ kind: 'canary', stage: 'canary', device: 'gw-a1', category: 'crash_loop' });
+    expect(done.report.stop).toMatchObject({
+      kind: 'canary',
+      stage: 'canary',
+      device: 'gw-a1',
+      category: 'crash_loop',
+    });
     expect(done.report.stages.map((s) => s.phase)).toEqual(['stopped', 'waiting', 'waiting']);
     expect(done.report.failures.map((g) => [g.category, g.count])).toEqual([['crash_loop', 1]]);
 
@@ -120,7 +125,12 @@ describe('failure categorisation', () => {
     expect(offline?.examples).toEqual([expect.objectContaining({ device: 'gw-c2', code: 'FG_DEVICE_OFFLINE' })]);
     expect(offline?.hint).toBe(categoryHint('offline'));
     // The offline device was never given the snapshot.
-    expect(rf.assignments({ rollout: rollout.id }).map((r) => r.device).sort()).toEqual(['gw-b1', 'gw-c1']);
+    expect(
+      rf
+        .assignments({ rollout: rollout.id })
+        .map((r) => r.device)
+        .sort(),
+    ).toEqual(['gw-b1', 'gw-c1']);
 
     // Paused by itself: pause again is refused, abort leaves devices as they are.
     const again = await refused(rf.fleet.manager.rollouts.command(rollout.id, 'pause'));

@@ -30,9 +30,7 @@ export interface RolloutFleet {
   waitPhase(id: string, phases: readonly RolloutPhase[], ms?: number): Promise<RolloutDetail>;
   committed(device: string, snapshot: string): boolean;
   /** Rows of the manager's assignments table (every generation ever issued). */
-  assignments(filter?: {
-    rollout?: string;
-  }): {
+  assignments(filter?: { rollout?: string }): {
     device: string;
     generation: number;
     snapshot: string;
