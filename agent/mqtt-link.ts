@@ -111,9 +111,13 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
   }
 
   private onConnect(client: MqttClient): void {
-    // A CONNACK can still arrive for a reconnect that was under way when close() ended the client:
-    // its stores are closed by then, so publishing would throw inside mqtt.js.
-    if (this.closing) return;
+    // A CONNACK can still arrive for a connect that was under way when close() ended the client:
+    // its stores are closed by then (publishing would throw inside mqtt.js) and the socket would
+    // stay open, keeping the process alive. End it for good.
+    if (this.closing) {
+      client.end(true);
+      return;
+    }
     this.attempt = 0;
     this.up = true;
     const log = this.opts.logger;

@@ -164,6 +164,7 @@ export class SimDevice implements Tickable {
   }
 
   async start(): Promise<void> {
+    if (this.stopped) return;
     this.agentStarts++;
     await this.agent.start();
     const base = { deviceId: this.id, site: this.site, labels: this.labels };

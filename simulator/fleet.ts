@@ -150,13 +150,17 @@ export class SimFleet {
     };
   }
 
-  /** Polls `fn` every 100 ms until it returns something other than undefined/false. */
+  /**
+   * Polls `fn` every 100 ms until it returns something other than undefined/false. Rejects on
+   * timeout, and once the fleet stops (a pending wait must not keep the process alive).
+   */
   async waitFor<T>(what: string, fn: () => T | undefined | false, timeoutMs = 60_000): Promise<T> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       const v = fn();
       if (v !== undefined && v !== false) return v;
       if (Date.now() > until) throw new Error(`simulator: timed out waiting for ${what}`);
+      if (this.stopping) throw new Error(`simulator: stopped while waiting for ${what}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -71,37 +71,41 @@ export function kib(bytes: number): string {
  */
 export async function measureMqttClients(
   devices: readonly EnrolledDevice[],
-  opts: { brokerUrl?: string; timeoutMs?: number } = {},
+  opts: { brokerUrl?: string; timeoutMs?: number; connectRate?: number } = {},
 ): Promise<PerAgentMemory> {
   const before = memorySample();
   const clients: MqttClient[] = [];
+  // Paced like the simulated fleet: the broker refuses connects over its rate limit.
+  const gapMs = 1000 / Math.max(1, opts.connectRate ?? 200);
   try {
     await Promise.all(
-      devices.map(
-        (d) =>
-          new Promise<void>((resolve, reject) => {
-            const broker = d.config.broker as { url: string; username?: string; password?: string };
-            const c = mqtt.connect(opts.brokerUrl ?? broker.url, {
-              clientId: `fg-mem-${d.spec.id}`,
-              protocolVersion: 4,
-              clean: true,
-              keepalive: 30,
-              reconnectPeriod: 0,
-              resubscribe: false,
-              ...(broker.username ? { username: broker.username } : {}),
-              ...(broker.password ? { password: broker.password } : {}),
-            });
-            clients.push(c);
-            const timer = setTimeout(() => reject(new Error(`${d.spec.id}: no CONNACK`)), opts.timeoutMs ?? 30_000);
-            c.once('connect', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-            c.once('error', (e) => {
-              clearTimeout(timer);
-              reject(e);
-            });
-          }),
+      devices.map((d, i) =>
+        new Promise<void>((resolve) => setTimeout(resolve, i * gapMs)).then(
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const broker = d.config.broker as { url: string; username?: string; password?: string };
+              const c = mqtt.connect(opts.brokerUrl ?? broker.url, {
+                clientId: `fg-mem-${d.spec.id}`,
+                protocolVersion: 4,
+                clean: true,
+                keepalive: 30,
+                reconnectPeriod: 0,
+                resubscribe: false,
+                ...(broker.username ? { username: broker.username } : {}),
+                ...(broker.password ? { password: broker.password } : {}),
+              });
+              clients.push(c);
+              const timer = setTimeout(() => reject(new Error(`${d.spec.id}: no CONNACK`)), opts.timeoutMs ?? 30_000);
+              c.once('connect', () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              c.once('error', (e) => {
+                clearTimeout(timer);
+                reject(e);
+              });
+            }),
+        ),
       ),
     );
     return perAgent(before, memorySample(), devices.length);

@@ -109,7 +109,10 @@ async function runSimulate(o: Opts): Promise<void> {
   let mqttShare: import('../../simulator/index.js').PerAgentMemory | null = null;
   if (o.measureMemory) {
     say(`measuring ${enrolled.length} bare mqtt.js clients ...`);
-    mqttShare = await sim.measureMqttClients(enrolled, o.broker ? { brokerUrl: o.broker } : {});
+    mqttShare = await sim.measureMqttClients(enrolled, {
+      connectRate: rate,
+      ...(o.broker ? { brokerUrl: o.broker } : {}),
+    });
   }
   const before = sim.memorySample(o.measureMemory === true);
   const fleet = new sim.SimFleet({
