@@ -5,10 +5,22 @@
  * operator commands in each phase, and a snapshot's history. The devices are registered but never
  * connect (offline policy `wait`), so no rollout gets further than starting its first stage.
  */
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestFleet, type TestFleet } from '../helpers/fleet.js';
+
+const BIN = join(import.meta.dirname, '../../bin/fleetgate.js');
+
+/** The real CLI (bin/fleetgate.js runs the dist/ the global setup compiled). */
+function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [BIN, ...args], { timeout: 20_000 }, (error, stdout, stderr) => {
+      done({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 let fleet: TestFleet;
 let token: string;
@@ -159,6 +171,20 @@ describe('a rollout through its phases', () => {
     );
     // An operator's rollback does not flag the snapshot.
     expect(fleet.manager.service.getSnapshot(v1).flagged).toBeNull();
+  });
+
+  it('the CLI: watch of a rollout that did not complete exits 1, a refused command prints its code and hint', async () => {
+    const opts = ['--url', fleet.manager.info.http, '--token', token];
+    const w = await runCli(['rollout', 'watch', id, ...opts]);
+    expect(w.code).toBe(1);
+    expect(w.stdout).toMatch(/phase:\s+rolled_back/);
+    expect(w.stdout).toContain('rolled_back: canary 0/1 stopped');
+    const r = await runCli(['rollout', 'resume', id, ...opts]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('FG_ROLLOUT_STATE');
+    expect(r.stderr).toContain('hint: Read the rollout state with `fleetgate rollout status ID`');
+    const missing = await runCli(['rollout', 'status', 'r-nope', ...opts]);
+    expect(missing.stderr).toContain('FG_ROLLOUT_NOT_FOUND');
   });
 
   it('GET /api/v1/snapshots/:id/history lists the rollout with its outcome and notes', async () => {
