@@ -11,6 +11,7 @@ import type { DryRun } from '../../manager/rollout/dry-run.js';
 import { FleetgateError } from '../../protocol/result.js';
 import { ApiClient, type ClientOptions, withClientOptions } from '../api-client.js';
 import { printResult } from '../output.js';
+import { rolloutCommand } from './rollout.js';
 
 interface JsonOpt extends ClientOptions {
   json?: boolean;
@@ -63,12 +64,8 @@ export function planText(p: PlanView): string {
   return out.join('\n');
 }
 
-function rolloutGroup(program: Command): Command {
-  return program.commands.find((c) => c.name() === 'rollout') ?? program.command('rollout');
-}
-
 export function register(program: Command): void {
-  const rollout = rolloutGroup(program);
+  const rollout = rolloutCommand(program);
   withClientOptions(
     rollout
       .command('plan <plan>')

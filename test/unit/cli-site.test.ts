@@ -2,7 +2,9 @@
  * `fleetgate site set` option parsing (what it sends to PATCH /api/v1/sites/SITE) and the human
  * output of `site show` and `rollout plan --dry-run`.
  */
+import { Command } from 'commander';
 import { describe, expect, test } from 'vitest';
+import { COMMANDS } from '../../cli/commands/index.js';
 import { planText } from '../../cli/commands/rollout-plan.js';
 import { siteInputOf, siteText } from '../../cli/commands/site.js';
 import { dryRun } from '../../manager/rollout/dry-run.js';
@@ -61,4 +63,17 @@ test('rollout plan --dry-run prints stages by site, windows and gates', () => {
   expect(text).toContain('stage canary (canary): 1 device(s)');
   expect(text).toMatch(/s2: b\n {4}window: daily 01:00-02:00 UTC \(opens 2023-11-15T01:00:00Z\)/);
   expect(text).toContain('kpi [behavior_gate] kpi.x <= baseline.kpi.x * 1.05  -- sustained vs auto');
+});
+
+test('the commands are registered: rollout plan, rollout note, site set|show|list|reset', () => {
+  const program = new Command();
+  for (const register of COMMANDS) register(program);
+  const names = (group: string) =>
+    program.commands
+      .filter((c) => c.name() === group)
+      .flatMap((c) => c.commands.map((x) => x.name()))
+      .sort();
+  expect(program.commands.filter((c) => c.name() === 'rollout')).toHaveLength(1);
+  expect(names('rollout')).toEqual(expect.arrayContaining(['plan', 'note', 'start', 'status']));
+  expect(names('site')).toEqual(['list', 'reset', 'set', 'show']);
 });
