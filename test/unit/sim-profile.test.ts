@@ -1,5 +1,7 @@
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { defaultProfile, parseProfile } from '../../simulator/profile.js';
+import { defaultProfile, loadProfile, parseProfile } from '../../simulator/profile.js';
 import { fnv1a, mayHave, percentile, resolveFaults, type SnapshotRef } from '../../simulator/profile-match.js';
 import type { Profile } from '../../simulator/profile-schema.js';
 
@@ -183,5 +185,27 @@ rules:
     expect(mayHave(p, { ...base, site: 'plant-b' }, ['corrupt_chunks'])).toBe(false);
     expect(mayHave(p, base, ['flapping'])).toBe(false);
     expect(p.rules[0]?.match.snapshot).toBe('9.9.9'); // not mutated
+  });
+});
+
+describe('example profiles', () => {
+  const dir = join(import.meta.dirname, '../../examples/profiles');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+
+  it('there are examples, and every one is valid', () => {
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const f of files) expect(() => loadProfile(join(dir, f)), f).not.toThrow();
+  });
+
+  it('canary-crash gives the canary site a crash loop on 1.1.0 only', () => {
+    const p = loadProfile(join(dir, 'canary-crash.yaml'));
+    const snap = (version: string) => ({ id: 'f'.repeat(64), name: 'line-logic', version });
+    expect(resolveFaults(p, { ...ctx({ site: 'site-1' }), snapshot: snap('1.1.0') }).crash_loop).toBeDefined();
+    expect(resolveFaults(p, { ...ctx({ site: 'site-1' }), snapshot: snap('1.0.0') }).crash_loop).toBeUndefined();
+    expect(resolveFaults(p, { ...ctx({ site: 'site-2' }), snapshot: snap('1.1.0') }).crash_loop).toBeUndefined();
+  });
+
+  it('a missing file is FG_FILE_READ', () => {
+    expect(() => loadProfile(join(dir, 'nope.yaml'))).toThrow(expect.objectContaining({ code: 'FG_FILE_READ' }));
   });
 });
