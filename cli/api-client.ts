@@ -95,6 +95,7 @@ export interface AssignRequest {
   snapshot: string;
   rollout?: string | null;
   stage?: string | null;
+  trial?: { window_s?: number };
   force?: boolean;
 }
 
@@ -132,7 +133,14 @@ export class ApiClient {
   async request<T>(
     method: string,
     path: string,
-    opts: { query?: Query; json?: unknown; bytes?: Uint8Array; timeoutMs?: number } = {},
+    opts: {
+      query?: Query;
+      json?: unknown;
+      bytes?: Uint8Array;
+      timeoutMs?: number;
+      /** Called as the body is handed to the socket (bytes so far, total). */
+      onUpload?: (sent: number, total: number) => void;
+    } = {},
   ): Promise<T> {
     const url = new URL(`${this.baseUrl}${path}`);
     for (const [k, v] of Object.entries(opts.query ?? {})) {
@@ -141,8 +149,12 @@ export class ApiClient {
       else url.searchParams.set(k, String(v));
     }
     const headers: Record<string, string> = this.baseHeaders();
-    let body: string | Uint8Array | undefined;
-    if (opts.bytes) {
+    let body: string | Uint8Array | ReadableStream<Uint8Array> | undefined;
+    if (opts.bytes && opts.onUpload) {
+      headers['content-type'] = 'application/octet-stream';
+      headers['content-length'] = String(opts.bytes.byteLength);
+      body = uploadStream(opts.bytes, opts.onUpload);
+    } else if (opts.bytes) {
       headers['content-type'] = 'application/octet-stream';
       body = opts.bytes;
     } else if (opts.json !== undefined) {
@@ -155,8 +167,10 @@ export class ApiClient {
         method,
         headers,
         ...(body !== undefined ? { body } : {}),
+        // A streamed body (upload progress) needs half-duplex (fetch standard, "RequestInit.duplex").
+        ...(body instanceof ReadableStream ? { duplex: 'half' } : {}),
         signal: AbortSignal.timeout(opts.timeoutMs ?? this.timeoutMs),
-      });
+      } as RequestInit);
     } catch (e) {
       throw unreachable(e, this.baseUrl, this.source);
     }
@@ -210,9 +224,20 @@ export class ApiClient {
     return this.request('DELETE', `/api/v1/devices/${encodeURIComponent(id)}`);
   }
 
-  pushSnapshot(bytes: Uint8Array): Promise<PushResult> {
+  pushSnapshot(bytes: Uint8Array, onUpload?: (sent: number, total: number) => void): Promise<PushResult> {
     // A bundle may be large and the manager verifies it before it answers.
-    return this.request('POST', '/api/v1/snapshots', { bytes, timeoutMs: 10 * 60_000 });
+    return this.request('POST', '/api/v1/snapshots', {
+      bytes,
+      timeoutMs: 10 * 60_000,
+      ...(onUpload ? { onUpload } : {}),
+    });
+  }
+
+  setSnapshotFlags(
+    id: string,
+    flags: { known_good?: boolean; flagged?: string | null },
+  ): Promise<{ snapshot: SnapshotRecord }> {
+    return this.request('PATCH', `/api/v1/snapshots/${encodeURIComponent(id)}`, { json: flags });
   }
 
   listSnapshots(): Promise<{ snapshots: SnapshotRecord[] }> {
@@ -236,6 +261,24 @@ export class ApiClient {
   }> {
     return this.request('GET', '/api/v1/events', { query: q });
   }
+}
+
+/** The bytes as a stream of 256 KiB chunks, reporting how far the reader (the socket) got. */
+function uploadStream(bytes: Uint8Array, onUpload: (sent: number, total: number) => void): ReadableStream<Uint8Array> {
+  const CHUNK = 256 * 1024;
+  let offset = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (offset >= bytes.byteLength) {
+        controller.close();
+        return;
+      }
+      const end = Math.min(bytes.byteLength, offset + CHUNK);
+      controller.enqueue(bytes.subarray(offset, end));
+      offset = end;
+      onUpload(offset, bytes.byteLength);
+    },
+  });
 }
 
 function unreachable(e: unknown, url: string, source: string): FleetgateError {

@@ -27,6 +27,17 @@ function checkLabels(pairs: readonly string[] | undefined): string[] {
   return [...(pairs ?? [])];
 }
 
+/** `90s`, `10m`, `1h` or plain seconds, as milliseconds. */
+export function parseWaitTimeout(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m || Number(m[1]) <= 0) {
+    throw FleetgateError.of('FG_USAGE', `${option} ${JSON.stringify(text)}: use e.g. 90s, 10m or 1h`, option);
+  }
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000);
+}
+
 function checkId(id: string): void {
   if (!isValidDeviceId(id)) throw FleetgateError.of('FG_DEVICE_ID_INVALID', JSON.stringify(id), 'ID');
 }
@@ -196,16 +207,29 @@ export interface AssignOpts extends ClientOptions, JsonOpt {
   snapshot: string;
   rollout?: string;
   force?: boolean;
+  wait?: boolean;
+  timeout?: string;
+  progress?: boolean;
+  trialWindow?: string;
 }
 
 export async function assignAction(ids: readonly string[], o: AssignOpts): Promise<void> {
   for (const id of ids) checkId(id);
-  const res = await ApiClient.from(o).assign({
+  const timeoutMs = o.wait ? parseWaitTimeout(o.timeout ?? '10m', '--timeout') : 0;
+  const trialS = o.trialWindow !== undefined ? parseWaitTimeout(o.trialWindow, '--trial-window') / 1000 : undefined;
+  const client = ApiClient.from(o);
+  const res = await client.assign({
     devices: [...ids],
     snapshot: o.snapshot,
     ...(o.rollout ? { rollout: o.rollout } : {}),
     ...(o.force ? { force: true } : {}),
+    ...(trialS !== undefined ? { trial: { window_s: trialS } } : {}),
   });
+  if (o.wait) {
+    const { waitForDevices } = await import('../assign-wait.js');
+    await waitForDevices(client, res.assigned, { json: o.json, progress: o.progress, timeoutMs });
+    return;
+  }
   printResult(o.json, res, () => {
     const first = res.assigned[0];
     const head = `assigned ${first ? first.snapshot : o.snapshot} to ${res.assigned.length} device(s)`;
@@ -222,6 +246,11 @@ export function assignCommand(parent: Command, name: string): Command {
       .requiredOption('-s, --snapshot <id>', 'snapshot id (or a unique prefix of 8+ hex characters)')
       .option('--rollout <name>', 'rollout id recorded with the assignment')
       .option('--force', 'assign even where hardware or adapters do not match')
+      .option('--trial-window <duration>', "the devices' trial window for this snapshot (default: the manager's, 60s)")
+      .option('--wait', 'wait until every device committed the snapshot or failed, showing each one')
+      .option('--timeout <duration>', 'with --wait: give up waiting after this long (e.g. 90s, 10m)', '10m')
+      .option('--progress', 'with --wait: progress bars on stderr even off a terminal')
+      .option('--no-progress', 'with --wait: no progress bars')
       .option('--json', 'print JSON'),
   ).action((ids: string[], o: AssignOpts) => assignAction(ids, o));
 }

@@ -14,6 +14,7 @@ import { register as site } from './site.js';
 import { register as snapshot } from './snapshot.js';
 import { register as snapshotHistory } from './snapshot-history.js';
 import { register as snapshotRepo } from './snapshot-repo.js';
+import { register as token } from './token.js';
 
 /** One entry per command group; each file adds its subcommands to the program. */
 export const COMMANDS: Array<(program: Command) => void> = [
@@ -32,4 +33,5 @@ export const COMMANDS: Array<(program: Command) => void> = [
   broker,
   simulate,
   demo,
+  token,
 ];
