@@ -6,10 +6,14 @@
  * Screenshots are saved on failure (and always into FLEETGATE_SCREENSHOT_DIR when set, which is
  * how docs/img/ is refreshed).
  */
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../manager/config.js';
+import { type RunningManager, startManager } from '../../manager/server.js';
+import { unwrap } from '../../protocol/result.js';
 import { startTestFleet, type TestFleet } from '../helpers/fleet.js';
 import { HAVE_CHROMIUM, launchBrowser, SKIP_REASON, type TestBrowser } from './dashboard-browser.js';
 
@@ -195,3 +199,59 @@ describe.skipIf(!HAVE_CHROMIUM)(`dashboard in Chromium${HAVE_CHROMIUM ? '' : ` (
     expect(browser.problems).toEqual([]);
   });
 });
+
+describe.skipIf(!HAVE_CHROMIUM)(
+  `dashboard where reads need the token${HAVE_CHROMIUM ? '' : ` (${SKIP_REASON})`}`,
+  () => {
+    let dir: string;
+    let manager: RunningManager;
+    let browser: TestBrowser;
+
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'fg-dash-token-'));
+      const config = unwrap(
+        resolveConfig(
+          {
+            data_dir: join(dir, 'data'),
+            http: { port: 0, auth: { read: 'token' } },
+            broker: { tcp: { port: 0 } },
+            log_level: 'silent',
+          },
+          { baseDir: dir, source: null },
+        ),
+      );
+      manager = await startManager(config, pino({ level: 'silent' }));
+      await manager.service.addDevice({ id: 'gw-t', site: 'plant-t', hardware: 'gw-x86' });
+      browser = await launchBrowser();
+    }, 60_000);
+
+    afterAll(async () => {
+      await browser?.close();
+      await manager?.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('asks for the token before it shows the fleet, refuses a wrong one, then shows it live', async () => {
+      const { page } = browser;
+      await page.goto(manager.info.dashboard!);
+      await page.getByText('This manager needs the operator token').waitFor();
+      expect(await page.locator('#live').getAttribute('data-state')).toBe('needs-token');
+      expect(await page.locator('tr[data-device]').count()).toBe(0);
+
+      await page.getByRole('button', { name: 'Enter token…' }).click();
+      await page.locator('#token-input').fill('fgo_not-the-token');
+      await page.locator('#token-save').click();
+      await page.getByText('The manager did not accept this token.').waitFor();
+      expect(await page.evaluate("sessionStorage.getItem('fleetgate.operatorToken')")).toBeNull();
+
+      const token = readFileSync(join(manager.config.dataDir, 'operator-token'), 'utf8').trim();
+      await page.getByRole('button', { name: 'Enter token…' }).click();
+      await page.locator('#token-input').fill(token);
+      await page.locator('#token-save').click();
+      await page.locator('tr[data-device="gw-t"]').waitFor();
+      await expect.poll(() => page.locator('#live').textContent()).toBe('live');
+      // The 401s before the token are expected here; nothing else may have failed.
+      expect(browser.problems.filter((p) => !/401|Unauthorized/.test(p))).toEqual([]);
+    });
+  },
+);

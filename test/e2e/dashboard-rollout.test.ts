@@ -108,6 +108,12 @@ describe.skipIf(!HAVE_CHROMIUM)(`rollout from the dashboard${HAVE_CHROMIUM ? '' 
     expect(rf.fleet.manager.rollouts.get(id).rollout.phase).toBe('paused');
     expect(await page.locator('#rollout-detail [data-command="resume"]').count()).toBe(1);
     expect(await page.locator('#rollout-timeline').textContent()).toContain('rollout.paused');
+    // Prometheus sees the same: the canary stage's device, the paused rollout.
+    const metrics = await (await fetch(`${rf.fleet.manager.info.http}/metrics`)).text();
+    expect(metrics).toContain(
+      `fleetgate_rollout_info{rollout="${id}",snapshot="${v2}",phase="paused",stage="canary"} 1`,
+    );
+    expect(metrics).toContain(`fleetgate_rollout_stage_devices{rollout="${id}",stage="fleet",status="pending"} 3`);
     await browser.screenshot(SHOTS, 'dashboard-rollout.png');
   });
 

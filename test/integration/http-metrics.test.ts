@@ -121,6 +121,8 @@ describe('GET /metrics on a running manager', () => {
     const before = await scrape();
     expect(before.types.get('fleetgate_devices')).toBe('gauge');
     expect(before.types.get('fleetgate_ingest_lag_seconds')).toBe('histogram');
+    expect(before.types.get('fleetgate_rollouts')).toBe('gauge');
+    expect(before.types.get('fleetgate_rollout_stage_devices')).toBe('gauge');
     expect(value(before, 'fleetgate_devices', { state: 'online' })).toBe(0);
     expect(value(before, 'fleetgate_broker_info', { mode: 'embedded' })).toBe(1);
     expect(value(before, 'fleetgate_mqtt_connected')).toBe(1);
