@@ -82,6 +82,20 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
   const assets = loadAssets(staticDir());
   const hub = new SseHub(opts.sse);
   opts.onHub?.(hub);
+  // Thousands of rows at once (a fleet reconnecting) are cheaper to re-read than to stream, but a
+  // storm must not make every page re-read the fleet every half second: one resync per 10 s.
+  let lastResync = 0;
+  let resyncTimer: NodeJS.Timeout | null = null;
+  const resyncSoon = () => {
+    if (resyncTimer) return;
+    const wait = Math.max(0, lastResync + 10_000 - Date.now());
+    resyncTimer = setTimeout(() => {
+      resyncTimer = null;
+      lastResync = Date.now();
+      hub.broadcast('resync', { reason: 'many changes' });
+    }, wait);
+    resyncTimer.unref();
+  };
   const offBatch = observer.onBatch((b) => {
     if (b.quiet) {
       // Only numbers moved: compact tuples [id, lastSeen, gap, drops, rate], once per sample.
@@ -98,8 +112,7 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
       }
       return;
     }
-    // Thousands of rows at once (a fleet reconnecting) are cheaper to re-read than to stream.
-    if (b.rows.length > 1_000) hub.broadcast('resync', { reason: 'many changes' });
+    if (b.rows.length > 2_000) resyncSoon();
     else if (b.rows.length > 0 || b.removed.length > 0) hub.broadcast('devices', { rows: b.rows, removed: b.removed });
     if (b.events.length > 0) hub.broadcast('events', { events: b.events.slice(-200) });
   });
@@ -125,6 +138,7 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
   poll?.unref();
   app.addHook('preClose', async () => {
     if (poll) clearInterval(poll);
+    if (resyncTimer) clearTimeout(resyncTimer);
     hub.closeAll();
   });
   app.addHook('onClose', async () => {
