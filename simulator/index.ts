@@ -9,7 +9,14 @@ export {
   writeCredentials,
 } from './enroll.js';
 export { type FleetCounts, SimFleet, type SimFleetOptions, summaryLine } from './fleet.js';
-export { kib, measureMqttClients, memorySample, type PerAgentMemory, perAgent } from './memory.js';
+export {
+  kib,
+  measureMqttClients,
+  memorySample,
+  type PerAgentMemory,
+  perAgent,
+  warmUpMqtt,
+} from './memory.js';
 export { defaultProfile, loadProfile, parseProfile } from './profile.js';
 export { type MatchContext, percentile, resolveFaults, type SnapshotRef } from './profile-match.js';
 export type { Faults, Profile } from './profile-schema.js';

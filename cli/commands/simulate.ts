@@ -106,14 +106,9 @@ async function runSimulate(o: Opts): Promise<void> {
     }
   }
 
-  let mqttShare: import('../../simulator/index.js').PerAgentMemory | null = null;
-  if (o.measureMemory) {
-    say(`measuring ${enrolled.length} bare mqtt.js clients ...`);
-    mqttShare = await sim.measureMqttClients(enrolled, {
-      connectRate: rate,
-      ...(o.broker ? { brokerUrl: o.broker } : {}),
-    });
-  }
+  const first = enrolled[0];
+  if (!first) throw FleetgateError.of('FG_USAGE', `no devices to simulate (${o.credentials} is empty)`);
+  if (o.measureMemory) await sim.warmUpMqtt(first, o.broker ? { brokerUrl: o.broker } : {});
   const before = sim.memorySample(o.measureMemory === true);
   const fleet = new sim.SimFleet({
     devices: enrolled,
@@ -140,19 +135,29 @@ async function runSimulate(o: Opts): Promise<void> {
   const timer = duration ? setTimeout(stop, duration * 1000) : null;
 
   let memory: import('../../simulator/index.js').PerAgentMemory | null = null;
+  let mqttShare: import('../../simulator/index.js').PerAgentMemory | null = null;
   try {
     await Promise.race([fleet.start(), stopped]);
     const connected = fleet.waitFor('all connected', () => fleet.counts().connected === enrolled.length, 600_000);
     const allUp = await Promise.race([connected.then(() => true), stopped.then(() => false)]).catch(() => false);
     if (allUp) {
-      memory = sim.perAgent(before, sim.memorySample(o.measureMemory === true), enrolled.length);
       if (tty) process.stderr.write('\n');
-      say(
-        `all ${enrolled.length} agents connected; memory per agent: heap ${sim.kib(memory.heap)}, rss ${sim.kib(memory.rss)}` +
-          (mqttShare
-            ? ` (a bare mqtt.js client: heap ${sim.kib(mqttShare.heap)}, rss ${sim.kib(mqttShare.rss)}; the agent beyond it: heap ${sim.kib(memory.heap - mqttShare.heap)})`
-            : ''),
-      );
+      if (!o.measureMemory) say(`all ${enrolled.length} agents connected`);
+      else {
+        memory = sim.perAgent(before, sim.memorySample(), enrolled.length);
+        say(
+          `all ${enrolled.length} agents connected; measuring ${enrolled.length} bare mqtt.js clients to compare ...`,
+        );
+        mqttShare = await sim.measureMqttClients(enrolled, {
+          connectRate: rate,
+          ...(o.broker ? { brokerUrl: o.broker } : {}),
+        });
+        say(
+          `memory per agent: heap ${sim.kib(memory.heap)}, rss ${sim.kib(memory.rss)}; ` +
+            `a bare mqtt.js client: heap ${sim.kib(mqttShare.heap)}, rss ${sim.kib(mqttShare.rss)}; ` +
+            `the agent beyond its client: heap ${sim.kib(memory.heap - mqttShare.heap)}, rss ${sim.kib(memory.rss - mqttShare.rss)}`,
+        );
+      }
     }
     await stopped;
   } finally {
