@@ -31,6 +31,11 @@ import type { DesiredTarget } from './update-types.js';
 
 export const AGENT_VERSION = '0.1.0';
 
+/** Events kept while the broker is out of reach (a few per update; a day offline fits easily). */
+const EVENT_OUTBOX_MAX = 1000;
+/** A PUBACK slower than this counts as lost: the event is sent again (the ledger drops duplicates). */
+const EVENT_ACK_TIMEOUT_MS = 10_000;
+
 export interface AgentParts {
   readonly config: AgentConfig;
   readonly logger: Logger;
@@ -95,6 +100,9 @@ export class Agent {
   private telemetrySeq = 0;
   private seqSession = -1;
   private desiredQueue: Promise<void> = Promise.resolve();
+  /** Event messages not yet acknowledged by the broker (queueEvent). */
+  private readonly outbox: Uint8Array[] = [];
+  private flushing = false;
   private readonly unsubscribe: Array<() => void> = [];
   private stopped = false;
 
@@ -161,6 +169,7 @@ export class Agent {
     });
     this.link.on('chunk', (payload) => this.downloader.onChunk(payload));
     this.link.on('connected', () => {
+      void this.flushEvents();
       this.downloader.resume();
       void this.runner.connectivity(true);
       this.publishSignals();
@@ -208,12 +217,17 @@ export class Agent {
     await this.runner.desired(target);
   }
 
+  /**
+   * Never waits for the broker: a QoS 1 publish in flight when the link drops completes only after
+   * the reconnect, and the update runner awaits its effects, so waiting here stalled a switch and
+   * its trial for as long as the device was cut off (found by reliability/broker-outage.ts).
+   */
   private publishJson<T>(
     channel: 'reported' | 'events' | 'health' | 'telemetry',
     schema: import('zod').ZodType<T>,
     msg: T,
   ): Promise<void> {
-    if (!this.link.connected) return Promise.resolve();
+    if (!this.link.connected && channel !== 'events') return Promise.resolve();
     let bytes: Uint8Array;
     try {
       bytes = encodeJsonMessage(schema, msg);
@@ -221,9 +235,61 @@ export class Agent {
       this.log.error({ err: e, channel, code: 'FG_SCHEMA' }, 'refusing to publish an invalid message');
       return Promise.resolve();
     }
-    return this.link.publish(channel, bytes).catch((e: Error) => {
+    if (channel === 'events') {
+      this.queueEvent(bytes);
+      return Promise.resolve();
+    }
+    this.link.publish(channel, bytes).catch((e: Error) => {
       this.log.debug({ err: e.message, channel }, 'publish failed');
     });
+    return Promise.resolve();
+  }
+
+  /**
+   * Events feed the outcome ledger (QoS 1): each is kept until the broker acknowledged it, so
+   * transitions made offline (a trial that reverts while cut off, the replay at agent start) are
+   * delivered on the next connection. Bounded; the manager drops duplicates by session and seq.
+   */
+  private queueEvent(bytes: Uint8Array): void {
+    this.outbox.push(bytes);
+    if (this.outbox.length > EVENT_OUTBOX_MAX) {
+      this.outbox.shift();
+      this.log.warn(
+        { code: 'FG_MQTT_NOT_CONNECTED', kept: EVENT_OUTBOX_MAX },
+        'event outbox full: oldest event dropped',
+      );
+    }
+    void this.flushEvents();
+  }
+
+  private async flushEvents(): Promise<void> {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      while (this.outbox.length > 0 && this.link.connected) {
+        const head = this.outbox[0] as Uint8Array;
+        let timer: NodeJS.Timeout | undefined;
+        const acked = await Promise.race([
+          this.link.publish('events', head).then(
+            () => true,
+            () => false,
+          ),
+          new Promise<false>((r) => {
+            timer = setTimeout(() => r(false), EVENT_ACK_TIMEOUT_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (!acked) {
+          // Sent again: after a pause while the link is up, else on the next connection.
+          if (!this.link.connected || this.stopped) break;
+          await new Promise((r) => setTimeout(r, 1000).unref());
+          continue;
+        }
+        if (this.outbox[0] === head) this.outbox.shift();
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 
   /** Publishes retained health and telemetry with a per-session seq (Sparkplug-style), so the manager sees gaps itself. */

@@ -307,12 +307,13 @@ export class FleetService implements FleetServiceApi {
     this.publisher.stopTimer();
     this.ingest.stop();
     this.chunks.close();
+    // Flush after the link is closed: messages still arriving while it closes are kept too.
+    await this.link.close();
     try {
       this.ingest.flush();
     } catch (e) {
       this.logger.error({ err: e }, 'final ingest flush failed');
     }
-    await this.link.close();
     this.reader.close();
     this.store.close();
   }
