@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { runAgentCrash } from './agent-crash.js';
+import { runBrokerOutage } from './broker-outage.js';
 import { Fleet } from './fleet.js';
 import { runPowerLoss } from './power-loss.js';
 import { type AreaResult, skipped } from './report.js';
@@ -27,6 +28,7 @@ async function withFleet<T>(logger: Logger, fn: (f: Fleet) => Promise<T>): Promi
     return await fn(fleet);
   } finally {
     await fleet.close();
+    logger.info('fleet closed');
   }
 }
 
@@ -52,7 +54,10 @@ const RUNNERS: Record<AreaName, Runner> = {
         ...(o.progress ? { log: o.progress } : {}),
       }),
     ),
-  broker: async () => skipped('broker restart / partition', 'scenario', 'todo'),
+  broker: (o) =>
+    withFleet(o.logger, (fleet) =>
+      runBrokerOutage({ fleet, seed: o.seed, rounds: o.quick ? 1 : 5, ...(o.progress ? { log: o.progress } : {}) }),
+    ),
   fuzz: async () => skipped('fuzzing', 'input', 'todo'),
   security: async () => skipped('security', 'attack', 'todo'),
   manager: async () =>

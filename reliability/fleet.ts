@@ -59,6 +59,8 @@ export interface Enrolled {
   readonly configPath: string;
   readonly dataDir: string;
   readonly config: AgentConfig;
+  /** The config file's content (as written). */
+  readonly raw: Record<string, unknown>;
 }
 
 function runtimeFiles(runtimeJson: Record<string, unknown>): PayloadFile[] {
@@ -160,7 +162,7 @@ export class Fleet {
     const raw = { ...added.config, telemetry_interval_s: 0.2, log_level: 'info', ...over };
     const configPath = join(this.dir, `${id}.yaml`);
     writeFileSync(configPath, stringify(raw), { mode: 0o600 });
-    return { id, configPath, dataDir, config: parseAgentConfig(raw, this.dir) };
+    return { id, configPath, dataDir, config: parseAgentConfig(raw, this.dir), raw };
   }
 
   async assign(ids: readonly string[], b: Bundle | string, trial: Partial<TrialSpec> = TRIAL): Promise<void> {
