@@ -45,6 +45,9 @@ export interface Link {
   publish(channel: DeviceChannel, payload: Uint8Array): Promise<void>;
 }
 
+/** How long close() waits for the broker to acknowledge the `lost` state. */
+const CLOSE_ACK_TIMEOUT_MS = 2_000;
+
 const DEFAULT_BACKOFF: BackoffOptions = { baseMs: 500, capMs: 30_000, floorMs: 100 };
 
 export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
@@ -181,16 +184,36 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
     clearTimeout(this.timer);
     const client = this.client;
     if (!client) return;
+    let acked = false;
     if (client.connected) {
-      await new Promise<void>((resolve) => {
-        client.publish(
-          this.topics.state,
-          Buffer.from(JSON.stringify({ status: 'lost', session: this.sessionNo, ts: Date.now() })),
-          { qos: 1, retain: true },
-          () => resolve(),
-        );
-      });
+      let timer: NodeJS.Timeout | undefined;
+      acked = await Promise.race([
+        new Promise<boolean>((resolve) => {
+          client.publish(
+            this.topics.state,
+            Buffer.from(JSON.stringify({ status: 'lost', session: this.sessionNo, ts: Date.now() })),
+            { qos: 1, retain: true },
+            (e) => resolve(!e),
+          );
+        }),
+        // A broker that never acknowledges must not hold the agent's shutdown.
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), CLOSE_ACK_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
     }
-    await client.endAsync();
+    // Without a connection (or an ack), QoS 1 messages still in flight can never be delivered on a
+    // clean session, and mqtt.js' graceful end waits for them forever: force it. Bounded as well:
+    // mqtt.js waits for its stream's 'close', which never comes again for a stream already gone
+    // while the client still counts itself connected (seen when a socket is destroyed under load).
+    let endTimer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      client.endAsync(!acked).catch(() => undefined),
+      new Promise<void>((resolve) => {
+        endTimer = setTimeout(resolve, CLOSE_ACK_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(endTimer);
   }
 }

@@ -139,11 +139,15 @@ export class Ingest {
           return;
         }
         const prev = cur.reported;
+        // The same retained report delivered again (a resubscribe) is skipped. Equal ts, session and
+        // generation alone are not enough: an agent that does not wait for PUBACKs reports twice in
+        // one millisecond (verifying -> idle after a digest mismatch), and the second one was lost.
         if (
           prev &&
           prev.ts === m.value.ts &&
           prev.session === m.value.session &&
-          prev.generation === m.value.generation
+          prev.generation === m.value.generation &&
+          JSON.stringify(prev) === JSON.stringify(m.value)
         )
           break;
         this.put({ ...cur, reported: m.value, reportedAt: now, lastSeen: now });

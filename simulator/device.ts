@@ -211,8 +211,11 @@ export class SimDevice implements Tickable {
     // The socket dies without DISCONNECT (the will fires); wait until the client noticed.
     old.agent.link.dropConnection();
     for (let i = 0; i < 50 && old.agent.link.connected; i++) await new Promise((r) => setTimeout(r, 20));
-    await old.agent.stop().catch((e) => this.log.debug({ err: e }, 'stop after simulated crash'));
-    old.store.close();
+    // What is left of the dead agent is cleaned up in the background: a real crash waits for nothing.
+    void old.agent
+      .stop()
+      .catch((e) => this.log.debug({ err: e }, 'stop after simulated crash'))
+      .finally(() => old.store.close());
     await new Promise((r) => setTimeout(r, this.ctx.agentRestartDelayMs));
     if (this.stopped) return;
     ({ agent: this.agent, store: this.store, runtime: this.runtime } = this.build());
