@@ -1,9 +1,10 @@
 /**
  * `fleetgate demo`: the whole loop on one machine, for a newcomer. A manager with its embedded
  * broker in a temporary data dir, ~50 simulated gateways over 5 sites (real agents, simulated
- * runtime), two signed snapshots, the first assigned to the fleet, then a canary: the second to
- * one site, and to the rest only once the canary committed healthy. It prints where to look and
- * runs until Ctrl-C (or exits after the rollout with --exit), then removes its data dir.
+ * runtime), two signed snapshots, the first assigned to the fleet, then a real rollout of the
+ * second run by the manager's engine (canary site -> batch -> fleet, gated, rolled back on a
+ * failure). It prints where to look (CLI, API, dashboard) and runs until Ctrl-C (or exits after
+ * the rollout with --exit), then removes its data dir.
  *
  * This is the one command that assembles the manager and the simulator in one process; the
  * simulator itself never imports the manager (DESIGN.md "The parts").
@@ -187,30 +188,77 @@ async function runDemo(o: Opts): Promise<void> {
     // 3. the first snapshot to the whole fleet
     out(`[3/5] line-logic 1.0.0 -> all ${devices} gateways`);
     const first = await stage('fleet', ids, v1.opened.id);
-    // 4. canary: one site first
+    // 4. a real rollout: a plan with gates, canary site -> batch -> fleet, run by the manager's engine
     const canarySite = specs[0]?.site as string;
-    const canary = specs.filter((s) => s.site === canarySite).map((s) => s.id);
-    const rest = specs.filter((s) => s.site !== canarySite).map((s) => s.id);
     let expanded = false;
     if (first.committed === 0) {
-      out('      nothing committed: the canary is skipped');
+      out('      nothing committed: the rollout is skipped');
     } else {
-      out(`[4/5] canary: line-logic 1.1.0 -> ${canarySite} (${canary.length} gateways)`);
-      const c = await stage('canary', canary, v2.opened.id);
-      if (c.committed === canary.length) {
-        out(`[5/5] canary healthy: line-logic 1.1.0 -> the other ${sites - 1} sites (${rest.length} gateways)`);
-        if (rest.length > 0) await stage('batch', rest, v2.opened.id);
-        expanded = true;
-      } else {
-        out(`[5/5] canary failed (${c.describe()}): the other sites stay on 1.0.0;`);
-        out(`      rolling ${canarySite} back to 1.0.0 (it is still in each device's other slot: no download)`);
-        const bytes = m.service.stats().fetch.bytes;
-        await stage('rollback', canary, v1.opened.id);
-        out(`      bytes downloaded for the rollback: ${m.service.stats().fetch.bytes - bytes}`);
+      const holdS = Math.max(2, Math.round(windowS));
+      const plan = [
+        '# fleetgate demo: the seed plan (docs/rollouts.md)',
+        `snapshot: ${v2.opened.id}`,
+        'gates:',
+        `  health: ${trial.health}`,
+        `  telemetry: ${trial.telemetry}`,
+        `  behavior: ${trial.behavior}`,
+        `trial: { window: ${windowS}s, crash_loop: { restarts: 2, within: 30s } }`,
+        `hold: ${holdS}s`,
+        `deadline: ${Math.round(windowS * 4 + 60)}s`,
+        'stale_after: 15s',
+        'stages:',
+        '  - canary: 1 site',
+        `  - batch: ${Math.max(1, Math.min(2, sites - 2))} sites`,
+        '  - fleet: all',
+        '',
+      ].join('\n');
+      const bytesBefore = m.service.stats().fetch.bytes;
+      const created = await m.rollouts.create({ plan });
+      const id = created.rollout.id;
+      out(
+        `[4/5] rollout ${id}: line-logic 1.1.0, canary ${created.report.stages[0]?.sites ?? 1} site -> batch -> fleet`,
+      );
+      out(`      watch it: fleetgate rollout watch ${id} --url ${url}   or the dashboard: ${url}/dashboard/`);
+      const FINAL = new Set(['completed', 'rolled_back', 'failed', 'aborted']);
+      let last = '';
+      let detail = m.rollouts.get(id);
+      let rollbackBytes: number | undefined;
+      const deadline = Date.now() + (windowS * 12 + 180) * 1000;
+      for (;;) {
+        detail = m.rollouts.get(id);
+        const line = detail.report.stages
+          .map((st) => `${st.name} ${st.counts.succeeded ?? 0}/${st.devices} ${st.phase}`)
+          .join(' | ');
+        const text = `${detail.rollout.phase}: ${line}`;
+        if (text !== last) out(`      ${text}`);
+        if (detail.rollout.phase === 'rolling_back' && rollbackBytes === undefined)
+          rollbackBytes = m.service.stats().fetch.bytes;
+        last = text;
+        if (FINAL.has(detail.rollout.phase) || Date.now() > deadline) break;
+        const wake = await Promise.race([
+          stopped.then(() => true),
+          new Promise((r) => setTimeout(() => r(false), 500)),
+        ]);
+        if (wake) break;
       }
+      const phase = detail.rollout.phase;
+      expanded = phase === 'completed';
+      if (expanded) {
+        out(`[5/5] rollout completed: every stage passed its gates; line-logic 1.1.0 is now known-good`);
+      } else {
+        const groups = detail.report.failures.map((g) => `${g.category} ${g.count}`).join(', ');
+        out(`[5/5] rollout ${phase}${detail.rollout.reason ? `: ${detail.rollout.reason}` : ''}`);
+        if (groups) out(`      failures: ${groups}`);
+        for (const g of detail.report.failures.slice(0, 3)) out(`      hint (${g.category}): ${g.hint}`);
+        if (phase === 'rolled_back') {
+          const bytes = m.service.stats().fetch.bytes - (rollbackBytes ?? m.service.stats().fetch.bytes);
+          out('      the touched gateways are back on 1.0.0: it was still in their other slot');
+          out(`      bytes downloaded for the rollback: ${bytes}`);
+        }
+      }
+      out(`      bytes downloaded during the rollout: ${m.service.stats().fetch.bytes - bytesBefore}`);
+      void canarySite;
     }
-    // TODO(H8 rollout engine): replace the staged assignments with a rollout plan once the
-    // manager exposes the engine (tracked in the H9 report, not here).
     m.service.flush();
     m.service.sweepDrift();
     const list = m.service.listDevices();
@@ -220,7 +268,7 @@ async function runDemo(o: Opts): Promise<void> {
     out(
       `summary: ${list.length} gateways · ${onV2} on 1.1.0 · ${onV1} on 1.0.0 · ` +
         `${list.filter((d) => d.phase === 'reverted').length} reverted · ${list.filter((d) => d.drifting).length} drifting` +
-        ` · canary ${expanded ? 'passed, rolled out to every site' : 'stopped the rollout'}`,
+        ` · rollout ${expanded ? 'completed: canary passed, rolled out to every site' : 'stopped: canary or gates failed'}`,
     );
     out();
     out('Where to look (while the demo runs):');
