@@ -6,6 +6,7 @@ import { cryptoBench } from './crypto.js';
 import type { Bench } from './lib.js';
 import { reconnectStormBench } from './reconnect-storm.js';
 import { retainedLookupBench } from './retained-lookup.js';
+import { rolloutFleetBench } from './rollout-fleet.js';
 import { slotSwitchBench } from './slot-switch.js';
 
 /** Every benchmark `npm run bench` runs, in order (cheap ones first, the reconnect storm last). */
@@ -17,5 +18,6 @@ export const BENCHES: Bench[] = [
   agentRssBench,
   chunkTransferBench,
   brokerStormBench,
+  rolloutFleetBench,
   reconnectStormBench,
 ];

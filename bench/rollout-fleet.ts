@@ -1,0 +1,322 @@
+/**
+ * Fleet rollout, rollback and steady-state load (issue 6, `npm run bench` (a), (b), (f)).
+ *
+ * The real manager (startManager: embedded broker, device auth, SQLite, rollout service, HTTP API,
+ * ports 0, temp data dir) runs in this process; the simulated fleet (real agents, MemorySlotStore,
+ * SimRuntime) runs in a child (bench/rollout-sim.ts), so process.cpuUsage() here is the manager's
+ * (plus this file's polling, which is small). N devices over max(12, N/100) sites are enrolled
+ * through the service, a 64 KiB baseline snapshot is assigned to all and committed, then:
+ * - (a) a rollout plan (canary 1 site, batch 10 sites, fleet; hold 0, trial window 1 s, no gates,
+ *   in_flight unlimited) through the rollout service, timed from create() until `completed`;
+ *   MQTT messages counted at the broker (fleetgate_broker_messages_total: client publishes);
+ * - (b) the operator `rollback` command on the completed rollout, timed until `rolled_back` (every
+ *   device reported the baseline active and settled), with the chunk server's bytes served;
+ * - (f) the fleet idles reporting every 10 s while GET /api/v1/devices?limit=50 is polled every
+ *   100 ms: the manager process's CPU share and the API p99.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { resolveConfig } from '../manager/config.js';
+import { type RunningManager, startManager } from '../manager/server.js';
+import { buildBundle } from '../protocol/bundle.js';
+import { parseSigningKeyPem } from '../protocol/keys.js';
+import { FleetgateError } from '../protocol/result.js';
+import { enrollDevices, generateDevices } from '../simulator/enroll.js';
+import { type BenchChild, exampleRuntimeFiles, forkBench, silentLogger, sleep, tempDir } from './kit.js';
+import { type Bench, type Figure, formatFigure, stats } from './lib.js';
+
+const FINAL = new Set(['completed', 'rolled_back', 'failed', 'aborted']);
+const BUNDLE_BYTES = 64 * 1024;
+
+/** Client publishes at the embedded broker, from the manager's /metrics. */
+async function brokerMessages(http: string, token: string): Promise<number> {
+  const r = await fetch(`${http}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+  const text = await r.text();
+  const m = /^fleetgate_broker_messages_total (\d+)/m.exec(text);
+  if (!m) throw new Error(`no fleetgate_broker_messages_total in /metrics (HTTP ${r.status})`);
+  return Number(m[1]);
+}
+
+/** Polls the rollout until it reaches one of `phases` (or any final phase); returns when it did. */
+async function waitPhase(m: RunningManager, id: string, phases: string[], timeoutMs: number): Promise<string> {
+  const until = performance.now() + timeoutMs;
+  for (;;) {
+    const phase = m.rollouts.get(id).rollout.phase;
+    if (phases.includes(phase) || FINAL.has(phase)) return phase;
+    if (performance.now() > until) throw new Error(`rollout ${id} still ${phase} after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+export interface RolloutFleetResult {
+  readonly devices: number;
+  readonly sites: number;
+  readonly bundleBytes: number;
+  readonly setupS: number;
+  readonly rolloutS: number;
+  readonly rolloutPhase: string;
+  readonly messages: number;
+  readonly rolloutBytes: number;
+  readonly rollbackS: number;
+  readonly rollbackPhase: string;
+  readonly rollbackBytes: number;
+  readonly cpuPct: number;
+  readonly windowS: number;
+  readonly api: number[];
+  readonly apiErrors: number;
+}
+
+export async function runRolloutFleet(
+  n: number,
+  opts: { steadyS: number; log: (l: string) => void },
+): Promise<RolloutFleetResult> {
+  const { log } = opts;
+  const dir = tempDir('rollout');
+  let manager: RunningManager | null = null;
+  let sim: BenchChild | null = null;
+  try {
+    const t0 = performance.now();
+    const cfg = resolveConfig(
+      {
+        data_dir: join(dir, 'manager'),
+        http: { host: '127.0.0.1', port: 0 },
+        broker: { tcp: { host: '127.0.0.1', port: 0 } },
+        log_level: 'silent',
+      },
+      { baseDir: dir, source: null },
+    );
+    if (!cfg.ok) throw new FleetgateError(cfg.error);
+    const m = await startManager(cfg.value, silentLogger);
+    manager = m;
+    const http = m.info.http;
+    const tokenFile = m.info.auth.token_file;
+    if (!tokenFile) throw new Error('the manager wrote no operator token');
+    const token = readFileSync(tokenFile, 'utf8').trim();
+
+    // Devices over enough sites for canary 1 site + batch 10 sites + the rest.
+    const sites = Math.max(12, Math.ceil(n / 100));
+    const specs = generateDevices({ count: n, sites, prefix: 'bench' });
+    const enrolled = await enrollDevices(
+      specs,
+      async (spec) => {
+        const r = await m.service.addDevice(
+          { id: spec.id, site: spec.site, hardware: 'gw-sim', ...(spec.labels ? { labels: spec.labels } : {}) },
+          { dataDir: join(dir, 'agents', spec.id) },
+        );
+        return r.config as unknown as Record<string, unknown>;
+      },
+      { concurrency: 8 },
+    );
+    log(`${n} devices over ${sites} sites enrolled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+    // Two 64 KiB snapshots (example runtime + incompressible padding), signed with the manager's release key.
+    const keyPath = m.info.keys.release_private;
+    if (!keyPath) throw new Error('the manager has no release key in its data dir');
+    const key = parseSigningKeyPem(readFileSync(keyPath, 'utf8'));
+    if (!key.ok) throw new FleetgateError(key.error);
+    const build = (version: string, seq: number, pad: number) =>
+      buildBundle(
+        [
+          ...exampleRuntimeFiles({ mode: 'healthy' }),
+          ...(pad > 0 ? [{ path: 'padding.bin', mode: 0o644, data: randomBytes(pad) }] : []),
+        ],
+        {
+          name: 'bench-rollout',
+          version,
+          seq,
+          run: { command: 'node', args: ['runtime.js'], env: {}, probe: { type: 'stdout' } },
+          acceptance: null,
+          compat: { hardware: [], adapters: [] },
+        },
+        key.value,
+      );
+    const pad = Math.max(0, BUNDLE_BYTES - build('0.0.0', 1, 0).bytes.length - 16);
+    const v1 = build('1.0.0', 1, pad);
+    const v2 = build('2.0.0', 2, pad);
+    for (const b of [v1, v2]) await m.service.pushSnapshot(b.bytes);
+
+    const s = forkBench('rollout-sim');
+    sim = s;
+    const up = await s.call<{ ms: number }>(
+      'start',
+      { devices: enrolled, connectRate: 500, telemetryIntervalS: 10, timeoutMs: 600_000 },
+      660_000,
+    );
+    log(`${n} agents connected in ${(up.ms / 1000).toFixed(1)} s`);
+
+    // The baseline: v1 assigned directly to every device, committed before the rollout starts.
+    const ids = specs.map((d) => d.id);
+    await m.service.assign(ids, v1.opened.id, { trial: { window_s: 1 } });
+    const settled = (snap: string) => {
+      m.service.flush();
+      return m.service.listDevices().filter((d) => d.activeSnapshot === snap && d.phase === 'committed').length;
+    };
+    const b0 = performance.now();
+    while (settled(v1.opened.id) < n) {
+      if (performance.now() - b0 > 300_000) throw new Error(`baseline: ${settled(v1.opened.id)}/${n} committed`);
+      await sleep(200);
+    }
+    const setupS = (performance.now() - t0) / 1000;
+    log(`baseline committed on ${n} devices after ${((performance.now() - b0) / 1000).toFixed(1)} s`);
+    await sleep(1_000);
+
+    // (a) the rollout.
+    const plan = [
+      `snapshot: ${v2.opened.id}`,
+      'trial: 1s',
+      'hold: 0s',
+      'deadline: 5m',
+      'in_flight: null',
+      'stages:',
+      '  - canary: 1 site',
+      '  - batch: 10 sites',
+      '  - fleet: all',
+      '',
+    ].join('\n');
+    const msg0 = await brokerMessages(http, token);
+    const bytes0 = m.service.stats().fetch.bytes;
+    const r0 = performance.now();
+    const created = await m.rollouts.create({ plan });
+    const id = created.rollout.id;
+    const rolloutPhase = await waitPhase(m, id, ['completed'], 600_000);
+    const rolloutS = (performance.now() - r0) / 1000;
+    const messages = (await brokerMessages(http, token)) - msg0;
+    const bytes1 = m.service.stats().fetch.bytes;
+    log(`rollout ${rolloutPhase} in ${rolloutS.toFixed(2)} s (${messages} messages, ${bytes1 - bytes0} bytes served)`);
+    await sleep(1_000);
+
+    // (b) the rollback of the whole fleet.
+    const k0 = performance.now();
+    const bytes2 = m.service.stats().fetch.bytes;
+    await m.rollouts.command(id, 'rollback', 'bench');
+    const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 300_000);
+    const rollbackS = (performance.now() - k0) / 1000;
+    const rollbackBytes = m.service.stats().fetch.bytes - bytes2;
+    log(`rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served`);
+
+    // (f) steady state: every device reports every 10 s; the API is polled every 100 ms.
+    await sleep(2_000);
+    const api: number[] = [];
+    let apiErrors = 0;
+    const pending = new Set<Promise<void>>();
+    const c0 = process.cpuUsage();
+    const w0 = performance.now();
+    const timer = setInterval(() => {
+      const q0 = performance.now();
+      const p = fetch(`${http}/api/v1/devices?limit=50`, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(30_000),
+      })
+        .then(async (r) => {
+          await r.arrayBuffer();
+          if (!r.ok) apiErrors++;
+          api.push(performance.now() - q0);
+        })
+        .catch(() => {
+          apiErrors++;
+        })
+        .finally(() => pending.delete(p));
+      pending.add(p);
+    }, 100);
+    await sleep(opts.steadyS * 1000);
+    clearInterval(timer);
+    await Promise.all(pending);
+    const cpu = process.cpuUsage(c0);
+    const windowS = (performance.now() - w0) / 1000;
+    const cpuPct = ((cpu.user + cpu.system) / 1e6 / windowS) * 100;
+    log(`steady ${windowS.toFixed(1)} s: manager CPU ${cpuPct.toFixed(1)} %, ${api.length} API samples`);
+
+    return {
+      devices: n,
+      sites,
+      bundleBytes: v2.bytes.length,
+      setupS,
+      rolloutS,
+      rolloutPhase,
+      messages,
+      rolloutBytes: bytes1 - bytes0,
+      rollbackS,
+      rollbackPhase,
+      rollbackBytes,
+      cpuPct,
+      windowS,
+      api,
+      apiErrors,
+    };
+  } finally {
+    if (sim) {
+      await sim.call('stop', {}, 120_000).catch(() => undefined);
+      await sim.stop();
+    }
+    await manager?.close().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
+  const n = r.devices;
+  const api = stats(r.api);
+  return [
+    {
+      name: `rollout: ${n} devices, canary 1 site -> 10 sites -> fleet`,
+      value: r.rolloutS,
+      unit: 's',
+      goal: { op: '<=', value: 30 },
+      note: `${r.rolloutPhase}; ${r.sites} sites, ${(r.bundleBytes / 1024).toFixed(0)} KiB bundle, hold 0, trial 1 s, in_flight unlimited${note}`,
+    },
+    { name: 'rollout: devices per minute', value: (n / r.rolloutS) * 60, unit: 'dev/min' },
+    {
+      name: 'rollout: MQTT messages per device (client publishes at the broker)',
+      value: r.messages / n,
+      unit: 'msg',
+      note: `${r.messages} in all; ${(r.rolloutBytes / n / 1024).toFixed(1)} KiB served per device`,
+    },
+    {
+      name: `rollback: ${n} devices, command -> all on the baseline`,
+      value: r.rollbackS,
+      unit: 's',
+      goal: { op: '<=', value: 5 },
+      note: r.rollbackPhase,
+    },
+    {
+      name: 'rollback: bundle bytes served',
+      value: r.rollbackBytes,
+      unit: 'B',
+      goal: { op: '<=', value: 0 },
+    },
+    {
+      name: `steady: manager CPU, ${n} devices reporting every 10 s`,
+      value: r.cpuPct,
+      unit: '% core',
+      goal: { op: '<=', value: 25 },
+      note: `process.cpuUsage over ${r.windowS.toFixed(0)} s, includes the API polling`,
+    },
+    {
+      name: 'steady: API p99 (GET /api/v1/devices?limit=50 every 100 ms)',
+      value: api.p99,
+      unit: 'ms',
+      goal: { op: '<=', value: 100 },
+      note: `n=${api.n}, median ${api.median.toFixed(1)}, max ${api.max.toFixed(0)} ms, ${r.apiErrors} errors`,
+    },
+  ];
+}
+
+/** N: FG_BENCH_ROLLOUT_DEVICES overrides the default (see docs/benchmarks.md for why it is not 10,000). */
+export const DEFAULT_DEVICES = 2_000;
+
+export const rolloutFleetBench: Bench = {
+  name: 'rollout-fleet',
+  description: 'rollout and rollback of N simulated devices through the real manager; manager CPU and API p99 at rest',
+  async run({ quick, log }) {
+    const n = Number(process.env.FG_BENCH_ROLLOUT_DEVICES) || (quick ? 200 : DEFAULT_DEVICES);
+    const r = await runRolloutFleet(n, { steadyS: quick ? 10 : 60, log });
+    return rolloutFigures(r, n < 10_000 ? `; N=${n}, not the issue's 10,000 (docs/benchmarks.md)` : '');
+  },
+};
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const figures = await rolloutFleetBench.run({ quick: process.argv.includes('--quick'), log: console.log });
+  for (const f of figures) console.log(formatFigure(f));
+}

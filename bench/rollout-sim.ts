@@ -1,0 +1,50 @@
+/**
+ * The simulated fleet of bench/rollout-fleet.ts, in its own process: the real agents of the
+ * simulator (simulator/: SimFleet, MemorySlotStore, SimRuntime) connect to the manager that runs
+ * in the benchmark process. A separate process keeps the manager's CPU time (process.cpuUsage in
+ * the parent) apart from the agents', and gives each event loop a core of its own.
+ */
+import pino from 'pino';
+import { type EnrolledDevice, SimFleet } from '../simulator/index.js';
+import { serveParent } from './kit.js';
+
+let fleet: SimFleet | null = null;
+
+function need(): SimFleet {
+  if (!fleet) throw new Error('no fleet: call start first');
+  return fleet;
+}
+
+serveParent({
+  /** Starts every agent and resolves once all are connected: { ms } from the first start. */
+  async start(a) {
+    const devices = a.devices as EnrolledDevice[];
+    const f = new SimFleet({
+      devices,
+      logger: pino({ level: 'silent' }),
+      connectRate: Number(a.connectRate ?? 500),
+      telemetryIntervalS: Number(a.telemetryIntervalS ?? 10),
+      trialGraceMs: 1000,
+      linkBackoff: { baseMs: 200, capMs: 2000 },
+    });
+    fleet = f;
+    const t0 = performance.now();
+    await f.start();
+    await f.waitFor(
+      'all agents connected',
+      () => f.counts().connected === devices.length,
+      Number(a.timeoutMs ?? 600_000),
+    );
+    return { ms: performance.now() - t0 };
+  },
+
+  counts() {
+    return need().counts();
+  },
+
+  async stop() {
+    await fleet?.stop();
+    fleet = null;
+    return null;
+  },
+});
