@@ -266,9 +266,9 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       broker: broker ? (broker.aedes as unknown as BrokerEvents) : null,
       failedDevices: () => observer?.failedByCategory() ?? {},
       streams: () => hub?.size ?? 0,
+      rollouts,
     });
     undo.push(async () => metrics.stop());
-      rollouts,
     observer = new FleetObserver({
       service,
       logger: logger.child({ component: 'dashboard' }),
