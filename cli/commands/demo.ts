@@ -114,6 +114,7 @@ async function runDemo(o: Opts): Promise<void> {
     const m = manager;
     const url = m.info.http;
     out(`fleetgate demo: a manager and ${devices} simulated gateways on this machine`);
+    out(`  dashboard ${url}/dashboard/   (open it now: the rollout below runs live in it)`);
     out(`  HTTP API  ${url}/api/v1/devices`);
     out(`  MQTT      ${m.info.broker.tcp ?? m.info.broker.advertised}`);
     out(`  data dir  ${dir} (removed when the demo stops; log: demo.log)`);
