@@ -116,6 +116,9 @@ async function runDemo(o: Opts): Promise<void> {
     out(`fleetgate demo: a manager and ${devices} simulated gateways on this machine`);
     out(`  dashboard ${url}/dashboard/   (open it now: the rollout below runs live in it)`);
     out(`  HTTP API  ${url}/api/v1/devices`);
+    const tokenFile = join(dir, 'manager', 'operator-token');
+    if (existsSync(tokenFile))
+      out(`  token     ${readFileSync(tokenFile, 'utf8').trim()}   (the dashboard asks for it before an action)`);
     out(`  MQTT      ${m.info.broker.tcp ?? m.info.broker.advertised}`);
     out(`  data dir  ${dir} (removed when the demo stops; log: demo.log)`);
     out();
