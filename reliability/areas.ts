@@ -7,6 +7,10 @@ import type { Logger } from 'pino';
 import { runAgentCrash } from './agent-crash.js';
 import { runBrokerOutage } from './broker-outage.js';
 import { Fleet } from './fleet.js';
+import { buildCorpus } from './fuzz/corpus.js';
+import { runFuzz } from './fuzz/run-fuzz.js';
+import { handlerTargets } from './fuzz/targets-handlers.js';
+import { protocolTargets } from './fuzz/targets-protocol.js';
 import { runPowerLoss } from './power-loss.js';
 import { type AreaResult, skipped } from './report.js';
 
@@ -58,7 +62,21 @@ const RUNNERS: Record<AreaName, Runner> = {
     withFleet(o.logger, (fleet) =>
       runBrokerOutage({ fleet, seed: o.seed, rounds: o.quick ? 1 : 5, ...(o.progress ? { log: o.progress } : {}) }),
     ),
-  fuzz: async () => skipped('fuzzing', 'input', 'todo'),
+  fuzz: async (o) => {
+    const corpus = buildCorpus();
+    const handlers = await handlerTargets(corpus, o.logger);
+    try {
+      return await runFuzz({
+        seed: o.seed,
+        cases: o.quick ? 20_000 : 1_050_000,
+        targets: [...protocolTargets(corpus), ...handlers.targets],
+        finalChecks: () => handlers.finalChecks(),
+        ...(o.progress ? { log: o.progress } : {}),
+      });
+    } finally {
+      await handlers.close();
+    }
+  },
   security: async () => skipped('security', 'attack', 'todo'),
   manager: async () =>
     skipped('manager kill per rollout state', 'kill point', 'the rollout engine has no manager API yet'),
