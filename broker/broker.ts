@@ -49,6 +49,9 @@ export const AEDES_TUNING = {
   maxClientsIdLength: 128,
 } as const;
 
+/** Bytes waiting in a device connection's write buffer beyond which QoS 0 messages to it are dropped (four 256 KiB chunks). */
+export const SLOW_CONSUMER_BYTES = 1024 * 1024;
+
 const PRINCIPAL = Symbol.for('fleetgate.principal');
 const DOWNLINK = Symbol.for('fleetgate.downlinkTopics');
 type Tagged = Client & { [PRINCIPAL]?: Principal; [DOWNLINK]?: ReadonlySet<string> };
@@ -225,6 +228,8 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
     get: () => undefined,
     set: () => true,
   });
+  let slowDropped = 0;
+  let slowLoggedAt = 0;
   const aedes = new Aedes({
     ...AEDES_TUNING,
     persistence,
@@ -264,7 +269,26 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       if (principal.kind === 'manager') return packet;
       // Defence in depth: a device only ever receives its own downlink topics, even from a
       // persistent session's queue.
-      return (client as Tagged)[DOWNLINK]?.has(packet.topic) ? packet : null;
+      if (!(client as Tagged)[DOWNLINK]?.has(packet.topic)) return null;
+      // A device that stops reading (frozen, or asking for chunks it never reads) would make aedes
+      // wait for its socket to drain on every message to it, each holding one of the `concurrency`
+      // delivery slots: within seconds nobody gets anything until drainTimeout. QoS 0 (chunks) to
+      // such a device is dropped instead; its downloader asks again (found by reliability/security.ts).
+      const backlog = (client as unknown as { conn?: { writableLength?: number } }).conn?.writableLength ?? 0;
+      if (packet.qos === 0 && backlog > SLOW_CONSUMER_BYTES) {
+        slowDropped++;
+        const now = Date.now();
+        if (now - slowLoggedAt >= 1000) {
+          log.warn(
+            { code: 'FG_SLOW_CONSUMER', deviceId: principal.id, backlog, dropped: slowDropped },
+            'dropping QoS 0 to a device that does not read',
+          );
+          slowDropped = 0;
+          slowLoggedAt = now;
+        }
+        return null;
+      }
+      return packet;
     },
   });
   // aedes emits 'error' for persistence failures; unhandled, an EventEmitter error would crash the process.

@@ -266,6 +266,12 @@ export const ERRORS = {
     message: 'broker cannot listen on the configured address',
     hint: 'Another process may hold the port; pick another port or host (port 0 picks a free one).',
   },
+  // --- reliability campaign (H5b) ---
+  FG_SLOW_CONSUMER: {
+    category: 'download',
+    message: 'a device does not read what the broker sends it: QoS 0 messages to it are dropped',
+    hint: 'The device (or its network) has stopped reading; chunks it asked for are dropped so others keep being served. It asks again once it reads; check its link if this repeats.',
+  },
   // --- agent slot store and update machine (H4) ---
   FG_SLOT_ACTIVE: { category: 'storage', message: 'the active slot holding a snapshot is never overwritten' },
   FG_SLOT_TRIAL: { category: 'switch', message: 'not allowed in the current trial state of the slots' },
