@@ -187,8 +187,15 @@ export class UpdateRunner {
         );
         return;
       }
-      if (next.phase !== this.state.phase)
-        this.log.info({ from: this.state.phase, to: next.phase, event: event.type }, 'update');
+      if (next.phase !== this.state.phase) {
+        // A transition caused by a failure is logged with its code and category: the device's own
+        // log must say why an update was refused or reverted, not only that it was.
+        const f = next.entered?.failure;
+        const fields = { from: this.state.phase, to: next.phase, event: event.type };
+        if (f)
+          this.log.warn({ ...fields, code: f.code, category: f.category, detail: f.detail.slice(0, 300) }, 'update');
+        else this.log.info(fields, 'update');
+      }
       this.state = next;
     }
     const answers: Thunk[] = [];
