@@ -13,6 +13,7 @@ import { handlerTargets } from './fuzz/targets-handlers.js';
 import { protocolTargets } from './fuzz/targets-protocol.js';
 import { runPowerLoss } from './power-loss.js';
 import { type AreaResult, skipped } from './report.js';
+import { runSecurity } from './security.js';
 
 export const AREAS = ['crash', 'power', 'broker', 'fuzz', 'security', 'manager', 'soak'] as const;
 export type AreaName = (typeof AREAS)[number];
@@ -66,18 +67,19 @@ const RUNNERS: Record<AreaName, Runner> = {
     const corpus = buildCorpus();
     const handlers = await handlerTargets(corpus, o.logger);
     try {
-      return await runFuzz({
+      const r = await runFuzz({
         seed: o.seed,
         cases: o.quick ? 20_000 : 1_050_000,
         targets: [...protocolTargets(corpus), ...handlers.targets],
         finalChecks: () => handlers.finalChecks(),
         ...(o.progress ? { log: o.progress } : {}),
       });
+      return handlers.lockedOut.length ? { ...r, notes: { ...r.notes, generationLockOut: handlers.lockedOut } } : r;
     } finally {
       await handlers.close();
     }
   },
-  security: async () => skipped('security', 'attack', 'todo'),
+  security: (o) => runSecurity({ seed: o.seed, ...(o.progress ? { log: o.progress } : {}) }),
   manager: async () =>
     skipped('manager kill per rollout state', 'kill point', 'the rollout engine has no manager API yet'),
   soak: async () => skipped('soak (2,000 devices, 10 min)', 'message', 'needs the rollout API and the simulator'),

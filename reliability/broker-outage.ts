@@ -13,9 +13,8 @@
  * in the manager's ledger once (matched by session and seq), and the manager shows the device's
  * true end state. Devices are in-process agents behind a TcpProxy each (reliability/inprocess-agent.ts).
  */
-import { DeviceHarness } from './device-harness.js';
 import { type Bundle, type Fleet, sleep, TRIAL, waitFor } from './fleet.js';
-import { hung, type InProcessAgent, startInProcessAgent } from './inprocess-agent.js';
+import { hung, type InProcessAgent, installInProcess } from './inprocess-agent.js';
 import { type AreaResult, Tally } from './report.js';
 import { type Rng, rng } from './rng.js';
 
@@ -127,12 +126,7 @@ class Device {
 }
 
 async function newDevice(fleet: Fleet, name: string): Promise<Device> {
-  // Enrol and install through a real agent process, then continue in-process on the same data dir.
-  const h = new DeviceHarness(fleet, name);
-  await h.install();
-  await h.close();
-  const a = await startInProcessAgent(fleet, h.device, { trialGraceMs: GRACE_MS });
-  return new Device(a, fleet);
+  return new Device(await installInProcess(fleet, name, { trialGraceMs: GRACE_MS }), fleet);
 }
 
 /** One partition case on one device; returns its problems. */

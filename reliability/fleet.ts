@@ -52,6 +52,8 @@ export interface Bundle {
   readonly seq: number;
   /** `healthy` snapshots should commit, the others revert. */
   readonly behaviour: string;
+  /** The signed manifest (COSE_Sign1 bytes). */
+  readonly manifest: Uint8Array;
 }
 
 export interface Enrolled {
@@ -125,7 +127,12 @@ export class Fleet {
   }
 
   /** A snapshot of the example runtime; `runtime` goes to its runtime.json (mode, interval, padding). */
-  bundle(behaviour: string, runtime: Record<string, unknown> = {}, padBytes = 0): Bundle {
+  bundle(
+    behaviour: string,
+    runtime: Record<string, unknown> = {},
+    padBytes = 0,
+    key: SigningKey = this.releaseKey,
+  ): Bundle {
     const seq = ++this.seq;
     const version = `1.0.${seq}`;
     const pad = padBytes > 0 ? Buffer.alloc(padBytes, seq & 0xff).toString('base64') : undefined;
@@ -145,9 +152,9 @@ export class Fleet {
         acceptance: { command: 'node', args: ['acceptance.js'], timeout_s: 10 },
         compat: { hardware: [], adapters: [] },
       },
-      this.releaseKey,
+      key,
     );
-    return { id: b.opened.id, bytes: b.bytes, version, seq, behaviour };
+    return { id: b.opened.id, bytes: b.bytes, version, seq, behaviour, manifest: b.opened.cose };
   }
 
   async push(b: Bundle): Promise<Bundle> {

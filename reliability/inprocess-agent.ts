@@ -12,6 +12,7 @@ import { SqliteSlotStore } from '../agent/sqlite-slot-store.js';
 import { Supervisor } from '../agent/supervisor.js';
 import type { MachineState } from '../agent/update-types.js';
 import type { EventMessage } from '../protocol/messages.js';
+import { DeviceHarness } from './device-harness.js';
 import type { Enrolled, Fleet } from './fleet.js';
 import { TcpProxy } from './tcp-proxy.js';
 
@@ -104,4 +105,16 @@ export async function startInProcessAgent(
       await proxy.close();
     },
   };
+}
+
+/** Enrols a device, installs a first snapshot through a real agent process, then runs it in-process on the same data dir. */
+export async function installInProcess(
+  fleet: Fleet,
+  name: string,
+  opts: { trialGraceMs?: number } = {},
+): Promise<InProcessAgent> {
+  const h = new DeviceHarness(fleet, name);
+  await h.install();
+  await h.close();
+  return startInProcessAgent(fleet, h.device, opts);
 }

@@ -66,6 +66,8 @@ function idleRuntime(): Runtime {
 
 export interface HandlerTargets {
   readonly targets: FuzzTarget[];
+  /** Generations at which a fuzzed manager-signed document locked the agent out of newer ones. */
+  readonly lockedOut: number[];
   /** Problems found by the after-fuzz checks (each handler still serves a good message). */
   finalChecks(): Promise<string[]>;
   close(): Promise<void>;
@@ -148,16 +150,14 @@ export async function handlerTargets(c: Corpus, logger: Logger): Promise<Handler
     { weight: 8, arbitrary: fc.constantFrom(...DEVICE_CHANNEL_NAMES) },
     { weight: 1, arbitrary: fc.constantFrom('bogus', '', '__proto__') },
   ) as fc.Arbitrary<DeviceChannel>;
-  const validChunk = fc
-    .integer({ min: 0, max: 7 })
-    .map((k) =>
-      encodeChunk({
-        snapshot: c.snapshot.id,
-        offset: k * CHUNK,
-        total: size,
-        bytes: c.snapshot.payload.subarray(k * CHUNK, (k + 1) * CHUNK),
-      }),
-    );
+  const validChunk = fc.integer({ min: 0, max: 7 }).map((k) =>
+    encodeChunk({
+      snapshot: c.snapshot.id,
+      offset: k * CHUNK,
+      total: size,
+      bytes: c.snapshot.payload.subarray(k * CHUNK, (k + 1) * CHUNK),
+    }),
+  );
   const chunkSeq = fc.array(
     fc.oneof(
       { weight: 4, arbitrary: validChunk },
@@ -260,16 +260,26 @@ export async function handlerTargets(c: Corpus, logger: Logger): Promise<Handler
     } as FuzzTarget<[string, Uint8Array]> as FuzzTarget,
   ];
 
+  const lockedOut: number[] = [];
   return {
     targets,
+    lockedOut,
     async finalChecks() {
       const p: string[] = [];
-      // The agent still accepts a good desired document, newer than anything it saw.
-      const doc = { ...(c.desiredDocs[0] as (typeof c.desiredDocs)[number]), generation: Number.MAX_SAFE_INTEGER - 1 };
-      await onDesired(Buffer.from(signDesired(doc, c.manager)));
-      const s = agent.runner.current;
-      if (s.generation !== doc.generation || s.target?.snapshot !== c.snapshot.id)
-        p.push(`agent: a good desired document after fuzzing left it at generation ${s.generation}, phase ${s.phase}`);
+      // The agent still accepts a good desired document, newer than anything it saw. A fuzzed,
+      // manager-signed document may have taken the generation to 2^53 - 1, after which no newer
+      // one exists (docs/reliability.md, "generation lock-out"): that is reported, not retried.
+      const seen = agent.runner.current.generation;
+      if (seen >= Number.MAX_SAFE_INTEGER) lockedOut.push(seen);
+      else {
+        const doc = { ...(c.desiredDocs[0] as (typeof c.desiredDocs)[number]), generation: seen + 1 };
+        await onDesired(Buffer.from(signDesired(doc, c.manager)));
+        const s = agent.runner.current;
+        if (s.generation !== doc.generation || s.target?.snapshot !== c.snapshot.id)
+          p.push(
+            `agent: a good desired document after fuzzing left it at generation ${s.generation}, phase ${s.phase}`,
+          );
+      }
       // The manager still stores what a device reports and serves a good fetch.
       try {
         inner.ingest.flush();
