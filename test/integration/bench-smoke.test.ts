@@ -9,6 +9,7 @@ import { measureChunkTransfer } from '../../bench/chunk-transfer.js';
 import { measureCrashLoopRevert } from '../../bench/crash-loop-revert.js';
 import { formatFigure } from '../../bench/lib.js';
 import { runStorm } from '../../bench/reconnect-storm.js';
+import { rolloutFigures, runRolloutFleet } from '../../bench/rollout-fleet.js';
 import { measureSlotSwitch, slotSwitchFigures } from '../../bench/slot-switch.js';
 
 const finite = (v: number) => Number.isFinite(v) && v >= 0;
@@ -45,5 +46,17 @@ describe('benchmarks at tiny sizes', () => {
     expect(finite(r.storm.seconds)).toBe(true);
     expect(r.desiredBytes).toBeGreaterThan(0);
     expect(r.rssStormKiB).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('rollout-fleet: a small simulated fleet completes a staged rollout and rolls back without downloads', async () => {
+    const r = await runRolloutFleet(24, { steadyS: 1, log: () => undefined });
+    expect(r.rolloutPhase).toBe('completed');
+    expect(r.rollbackPhase).toBe('rolled_back');
+    expect(r.rollbackBytes).toBe(0);
+    expect(r.rolloutBytes).toBeGreaterThan(0);
+    expect(r.messages).toBeGreaterThan(0);
+    for (const f of rolloutFigures(r, '').filter((x) => !x.name.includes('API'))) {
+      expect(finite(f.value), formatFigure(f)).toBe(true);
+    }
   }, 30_000);
 });
