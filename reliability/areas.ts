@@ -55,13 +55,19 @@ const RUNNERS: Record<AreaName, Runner> = {
       runPowerLoss({
         fleet,
         seed: o.seed,
-        ...(o.quick ? { imagesPerRun: 3 } : {}),
+        ...(o.quick ? { imagesPerRun: 1 } : {}),
         ...(o.progress ? { log: o.progress } : {}),
       }),
     ),
   broker: (o) =>
     withFleet(o.logger, (fleet) =>
-      runBrokerOutage({ fleet, seed: o.seed, rounds: o.quick ? 1 : 5, ...(o.progress ? { log: o.progress } : {}) }),
+      runBrokerOutage({
+        fleet,
+        seed: o.seed,
+        rounds: o.quick ? 1 : 5,
+        ...(o.quick ? { cases: ['cut-at-switch-long', 'cut-mid-trial-long'] as const } : {}),
+        ...(o.progress ? { log: o.progress } : {}),
+      }),
     ),
   fuzz: async (o) => {
     const corpus = buildCorpus();
@@ -79,7 +85,8 @@ const RUNNERS: Record<AreaName, Runner> = {
       await handlers.close();
     }
   },
-  security: (o) => runSecurity({ seed: o.seed, ...(o.progress ? { log: o.progress } : {}) }),
+  security: (o) =>
+    runSecurity({ seed: o.seed, loadMs: o.quick ? 5_000 : 8_000, ...(o.progress ? { log: o.progress } : {}) }),
   manager: async () =>
     skipped('manager kill per rollout state', 'kill point', 'the rollout engine has no manager API yet'),
   soak: async () => skipped('soak (2,000 devices, 10 min)', 'message', 'needs the rollout API and the simulator'),

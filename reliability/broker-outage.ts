@@ -25,6 +25,8 @@ export interface OutageOptions {
   readonly fleet: Fleet;
   readonly seed: number;
   readonly rounds: number;
+  /** Partition cases to run (default: all four); the manager restart cases always run. */
+  readonly cases?: readonly CaseName[];
   readonly log?: (line: string) => void;
 }
 
@@ -34,7 +36,7 @@ interface Expect {
   readonly code?: string;
 }
 
-type CaseName = 'cut-at-switch-long' | 'cut-at-switch-short' | 'cut-mid-trial-long' | 'cut-mid-download';
+export type CaseName = 'cut-at-switch-long' | 'cut-at-switch-short' | 'cut-mid-trial-long' | 'cut-mid-download';
 
 class Device {
   constructor(
@@ -200,7 +202,12 @@ async function restartCase(dl: Device, tr: Device, r: Rng): Promise<{ dl: string
 export async function runBrokerOutage(o: OutageOptions): Promise<AreaResult> {
   const tally = new Tally('broker restart / partition', 'outage');
   const r = rng(o.seed);
-  const cases: CaseName[] = ['cut-at-switch-long', 'cut-at-switch-short', 'cut-mid-trial-long', 'cut-mid-download'];
+  const cases: readonly CaseName[] = o.cases ?? [
+    'cut-at-switch-long',
+    'cut-at-switch-short',
+    'cut-mid-trial-long',
+    'cut-mid-download',
+  ];
   const devices: Device[] = [];
   try {
     devices.push(
@@ -216,10 +223,12 @@ export async function runBrokerOutage(o: OutageOptions): Promise<AreaResult> {
         const ok = tally.record(results[i] ?? [], `round ${round}: ${c}`);
         o.log?.(`${ok ? 'ok  ' : 'FAIL'} round ${round}: ${c}${ok ? '' : `: ${results[i]?.join('; ')}`}`);
       });
-      const rc = await restartCase(devices[4] as Device, devices[5] as Device, r).catch((e: Error) => ({
-        dl: [`harness: ${e.message}`],
-        tr: [`harness: ${e.message}`],
-      }));
+      const rc = await restartCase(devices[cases.length] as Device, devices[cases.length + 1] as Device, r).catch(
+        (e: Error) => ({
+          dl: [`harness: ${e.message}`],
+          tr: [`harness: ${e.message}`],
+        }),
+      );
       for (const [label, p] of [
         ['manager restart during download', rc.dl],
         ['manager down during trial, longer than the window', rc.tr],

@@ -12,8 +12,7 @@ import { SqliteSlotStore } from '../agent/sqlite-slot-store.js';
 import { Supervisor } from '../agent/supervisor.js';
 import type { MachineState } from '../agent/update-types.js';
 import type { EventMessage } from '../protocol/messages.js';
-import { DeviceHarness } from './device-harness.js';
-import type { Enrolled, Fleet } from './fleet.js';
+import { type Enrolled, type Fleet, waitFor } from './fleet.js';
 import { TcpProxy } from './tcp-proxy.js';
 
 export interface InProcessAgent {
@@ -107,14 +106,25 @@ export async function startInProcessAgent(
   };
 }
 
-/** Enrols a device, installs a first snapshot through a real agent process, then runs it in-process on the same data dir. */
+/** Enrols a device and installs a first (healthy) snapshot on it, in-process. */
 export async function installInProcess(
   fleet: Fleet,
   name: string,
   opts: { trialGraceMs?: number } = {},
 ): Promise<InProcessAgent> {
-  const h = new DeviceHarness(fleet, name);
-  await h.install();
-  await h.close();
-  return startInProcessAgent(fleet, h.device, opts);
+  const enrolled = await fleet.enroll(`${name}-1`);
+  const a = await startInProcessAgent(fleet, enrolled, opts);
+  const base = await fleet.push(fleet.bundle('healthy'));
+  await fleet.assign([enrolled.id], base);
+  try {
+    await waitFor(
+      `${enrolled.id} installed`,
+      () => a.agent.runner.current.phase === 'committed' && a.agent.runner.current.target?.snapshot === base.id,
+      30_000,
+    );
+  } catch (e) {
+    await a.stop();
+    throw e;
+  }
+  return a;
 }

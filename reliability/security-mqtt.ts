@@ -23,6 +23,8 @@ import {
 
 export interface SecurityContext {
   readonly fleet: Fleet;
+  /** How long the load attacks last (ms). */
+  readonly loadMs: number;
   readonly watch: LogWatch;
   readonly victim: InProcessAgent;
   readonly goodId: string;
@@ -244,7 +246,7 @@ export const MQTT_ATTACKS: readonly Attack[] = [
       let peak = 0;
       const t0 = Date.now();
       let i = 0;
-      while (Date.now() - t0 < 8_000) {
+      while (Date.now() - t0 < ctx.loadMs) {
         for (let k = 0; k < 20; k++, i++) {
           const offset = (i * 262_144) % Math.max(1, size - 262_144);
           c.publish(

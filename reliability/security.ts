@@ -20,6 +20,8 @@ const BODY_LIMIT = 16 * 1024 * 1024;
 
 export interface SecurityOptions {
   readonly seed: number;
+  /** How long the slow fetcher runs (ms); default 8 s. */
+  readonly loadMs?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -58,6 +60,7 @@ export async function runSecurity(o: SecurityOptions): Promise<AreaResult> {
     const goodTarget = await fleet.push(fleet.bundle('healthy', {}, 2 * 1024 * 1024));
     const ctx: SecurityContext = {
       fleet,
+      loadMs: o.loadMs ?? 8_000,
       watch,
       victim,
       goodId: good.device.id,

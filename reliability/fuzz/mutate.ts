@@ -194,8 +194,9 @@ type Path = (string | number)[];
 function paths(v: unknown, base: Path = [], out: Path[] = [], depth = 0): Path[] {
   out.push(base);
   if (depth > 8) return out;
-  if (Array.isArray(v)) v.forEach((x, i) => paths(x, [...base, i], out, depth + 1));
-  else if (v instanceof Map) for (const [k, x] of v) paths(x, [...base, k as string], out, depth + 1);
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) paths(x, [...base, i], out, depth + 1);
+  } else if (v instanceof Map) for (const [k, x] of v) paths(x, [...base, k as string], out, depth + 1);
   else if (v && typeof v === 'object' && !(v instanceof Uint8Array))
     for (const [k, x] of Object.entries(v)) paths(x, [...base, k], out, depth + 1);
   return out;
