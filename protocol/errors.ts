@@ -362,6 +362,12 @@ export const ERRORS = {
     message: 'simulator fault profile is not valid',
     hint: 'The message names the field and its line; docs/simulator.md lists every selector and fault of a profile.',
   },
+  // --- scenario runner (H12) ---
+  FG_SCENARIO_INVALID: {
+    category: 'input',
+    message: 'scenario file is not valid',
+    hint: 'The message names the field; docs/scenarios.md describes every field of a scenario file.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -9,6 +9,7 @@ import { register as keys } from './keys.js';
 import { register as manager } from './manager.js';
 import { register as rollout } from './rollout.js';
 import { register as rolloutPlan } from './rollout-plan.js';
+import { register as scenario } from './scenario.js';
 import { register as simulate } from './simulate.js';
 import { register as site } from './site.js';
 import { register as snapshot } from './snapshot.js';
@@ -33,5 +34,6 @@ export const COMMANDS: Array<(program: Command) => void> = [
   broker,
   simulate,
   demo,
+  scenario,
   token,
 ];
