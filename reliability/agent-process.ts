@@ -43,6 +43,9 @@ export function frozenDist(): string {
   const dst = join(repoRoot(), 'node_modules', '.cache', 'fleetgate-reliability', String(process.pid), 'dist');
   rmSync(dst, { recursive: true, force: true });
   cpSync(src, dst, { recursive: true });
+  // Assets the compiled code finds from dist/ at their source path (the manager's dashboard page).
+  const assets = join(repoRoot(), 'manager', 'dashboard', 'static');
+  if (existsSync(assets)) cpSync(assets, join(dst, '..', 'manager', 'dashboard', 'static'), { recursive: true });
   frozen = dst;
   process.once('exit', () => rmSync(join(dst, '..'), { recursive: true, force: true }));
   return dst;

@@ -11,6 +11,7 @@ import { buildCorpus } from './fuzz/corpus.js';
 import { runFuzz } from './fuzz/run-fuzz.js';
 import { handlerTargets } from './fuzz/targets-handlers.js';
 import { protocolTargets } from './fuzz/targets-protocol.js';
+import { runManagerKill } from './manager-kill.js';
 import { runPowerLoss } from './power-loss.js';
 import { type AreaResult, skipped } from './report.js';
 import { runSecurity } from './security.js';
@@ -87,8 +88,12 @@ const RUNNERS: Record<AreaName, Runner> = {
   },
   security: (o) =>
     runSecurity({ seed: o.seed, loadMs: o.quick ? 5_000 : 8_000, ...(o.progress ? { log: o.progress } : {}) }),
-  manager: async () =>
-    skipped('manager kill per rollout state', 'kill point', 'the rollout engine has no manager API yet'),
+  manager: (o) =>
+    runManagerKill({
+      seed: o.seed,
+      ...(o.quick ? { states: ['canary holding', 'rolling back'] } : {}),
+      ...(o.progress ? { log: o.progress } : {}),
+    }),
   soak: async () => skipped('soak (2,000 devices, 10 min)', 'message', 'needs the rollout API and the simulator'),
 };
 
