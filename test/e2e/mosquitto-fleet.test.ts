@@ -8,15 +8,13 @@
  *  4. a manager (in this process) connects to it as a client; enrolling devices rewrites passwd
  *     and SIGHUPs mosquitto, so the agents (real Agent, SQLite slot store, the example runtime as
  *     child processes) can log in over TLS with the config `device add` returned;
- *  5. a successful update of every device; then a canary stage with a crash-looping snapshot: the
- *     canary reverts (category crash_loop), the stage stops, the rest of the fleet never gets it,
- *     and the canary is rolled back to the baseline it still holds (no download);
+ *  5. rollouts (RolloutService, the manager's rollout API) through mosquitto: a healthy snapshot
+ *     goes canary -> batch -> fleet and every device commits it; a crash-looping snapshot is
+ *     stopped at the canary (crash_loop), the batch and fleet devices are never assigned, and the
+ *     canary is rolled back to the baseline it still holds in its other slot (no download);
  *  6. mosquitto_sub (TLS, an observer login) reads the retained health topics as plain JSON;
  *  7. mosquitto enforces the ACL: a device can not publish into or read another device's
  *     namespace; removing a device revokes its login at once.
- *
- * The rollout engine (manager/rollout/) has no manager API yet, so step 5 drives the stages with
- * assignments: stage by stage, stop on the first revert, roll the stage back to the baseline.
  */
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +31,8 @@ import { Supervisor } from '../../agent/supervisor.js';
 import { loadConfig } from '../../manager/config.js';
 import type { DeviceDetail } from '../../manager/fleet-types.js';
 import { parsePasswordFile } from '../../manager/mosquitto-config.js';
+import type { RolloutPhase } from '../../manager/rollout/index.js';
+import type { RolloutDetail } from '../../manager/rollout-service.js';
 import { type RunningManager, startManager } from '../../manager/server.js';
 import { buildBundle } from '../../protocol/bundle.js';
 import { parseSigningKeyPem } from '../../protocol/keys.js';
@@ -47,7 +47,25 @@ const hasMosquitto = spawnSync('mosquitto', ['-h']).error === undefined;
 const hasMosquittoSub = spawnSync('mosquitto_sub', ['--help']).error === undefined;
 const MANAGER_PASSWORD = 'mgr-e2e-password-0123456789abcdef';
 const OBSERVER = { username: 'dashboard', password: 'dashboard-e2e-password' };
-const TRIAL = { window_s: 2, health: 'runtime_healthy && adapter_connected', telemetry: 'gap < 2s' };
+/** The seed plan (DESIGN.md) with test-sized windows; one device per site makes each stage one device. */
+function plan(snapshot: string): string {
+  return [
+    `snapshot: ${snapshot}`,
+    'gates:',
+    '  health: runtime_healthy && adapter_connected',
+    '  telemetry: gap < 10s && drops == 0',
+    '  behavior: acceptance_suite_passed',
+    'trial: { window: 1s, crash_loop: { restarts: 2, within: 10s } }',
+    'hold: 1s',
+    'deadline: 30s',
+    'stale_after: 10s',
+    'stages:',
+    '  - canary: 1 site',
+    '  - batch: 1 site',
+    '  - fleet: all',
+    '',
+  ].join('\n');
+}
 
 let dir: string;
 let port: number;
@@ -77,6 +95,13 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 30
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}\nmosquitto:\n${mosquittoLog.slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+function waitPhase(id: string, phases: readonly RolloutPhase[]): Promise<RolloutDetail> {
+  return waitFor(`rollout ${id} ${phases.join('|')}`, () => {
+    const d = manager!.rollouts.get(id);
+    return phases.includes(d.rollout.phase) ? d : undefined;
+  });
 }
 
 function device(id: string): DeviceDetail {
@@ -155,7 +180,11 @@ async function rawClient(username: string, password: string): Promise<MqttClient
   return c;
 }
 
-function bundle(version: string, seq: number, runtime: Record<string, unknown>): { bytes: Uint8Array; id: string } {
+function bundle(
+  version: string,
+  seq: number,
+  runtime: Record<string, unknown>,
+): { bytes: Uint8Array; id: string; payload: number } {
   const key = unwrap(parseSigningKeyPem(readFileSync(manager!.info.keys.release_private!, 'utf8')));
   const b = buildBundle(
     exampleRuntimeFiles(runtime),
@@ -169,7 +198,8 @@ function bundle(version: string, seq: number, runtime: Record<string, unknown>):
     },
     key,
   );
-  return { bytes: b.bytes, id: b.opened.id };
+  // Devices fetch the payload in chunks (the manifest comes with the desired document).
+  return { bytes: b.bytes, id: b.opened.id, payload: b.payload.length };
 }
 
 describe.skipIf(!hasMosquitto || !hasOpenssl)('fleetgate over mosquitto with TLS', () => {
@@ -270,73 +300,107 @@ describe.skipIf(!hasMosquitto || !hasOpenssl)('fleetgate over mosquitto with TLS
   }, 60_000);
 
   let good: { id: string };
-  it('a successful update: every device downloads over mosquitto, trials and commits', async () => {
+  it('a rollout through mosquitto: canary -> batch -> fleet, every device downloads, trials and commits', async () => {
+    const svc = manager!.service;
     const v1 = bundle('1.0.0', 1, { mode: 'healthy', interval_ms: 100 });
     good = v1;
-    await manager!.service.pushSnapshot(v1.bytes);
-    await manager!.service.assign(['gw-1', 'gw-2', 'gw-3'], v1.id, { trial: TRIAL, rollout: 'r-1', stage: 'fleet' });
-    for (const id of ['gw-1', 'gw-2', 'gw-3']) {
-      const r = await waitFor(`${id} settled on v1`, () => settled(id));
-      expect(r.phase, id).toBe('committed');
+    await svc.pushSnapshot(v1.bytes);
+    const created = await manager!.rollouts.create({ plan: plan(v1.id) });
+    expect(created.rollout.phase).toBe('running');
+    // One device per site: `canary: 1 site` takes plant-a, `batch: 1 site` plant-b, the rest is the fleet.
+    expect(created.report.stages.map((s) => [s.name, s.devices])).toEqual([
+      ['canary', 1],
+      ['batch', 1],
+      ['fleet', 1],
+    ]);
+    expect(created.report.coverage.canary).toEqual(['gw-1']);
+    const id = created.rollout.id;
+    const done = await waitPhase(id, ['completed', 'rolled_back', 'failed', 'aborted']);
+    expect(done.rollout.phase, JSON.stringify(done.report.failures)).toBe('completed');
+    expect(done.report.stages.map((s) => s.phase)).toEqual(['passed', 'passed', 'passed']);
+    expect(done.rollout.counts.succeeded).toBe(3);
+    // Stages in order: the batch was assigned only after the canary passed its hold, and so on.
+    const ledger = manager!.rollouts.events(id);
+    const at = (kind: string, stage: string) => ledger.find((e) => e.kind === kind && e.stage === stage)?.ts;
+    expect(at('devices.assigned', 'batch')).toBeGreaterThanOrEqual(at('stage.passed', 'canary') as number);
+    expect(at('devices.assigned', 'fleet')).toBeGreaterThanOrEqual(at('stage.passed', 'batch') as number);
+    for (const dev of ['gw-1', 'gw-2', 'gw-3']) {
+      const r = await waitFor(`${dev} settled on v1`, () => settled(dev));
+      expect(r.phase, dev).toBe('committed');
       expect(r.slots[r.active_slot].snapshot).toBe(v1.id);
       expect(r.last_failure).toBeNull();
+      expect(svc.getDesired(dev)).toMatchObject({ snapshot: v1.id, rollout: id });
     }
-    expect(manager!.service.stats().fetch.served).toBeGreaterThan(0);
+    expect(svc.stats().fetch.served).toBeGreaterThan(0);
+    expect(svc.getSnapshot(v1.id).knownGood).toBe(true);
   }, 60_000);
 
-  it('canary stops a bad snapshot: the canary reverts with crash_loop, the rest never gets it', async () => {
+  it('a rollout of a crash-looping snapshot stops at the canary (crash_loop); the rest never gets it', async () => {
+    const svc = manager!.service;
     const bad = bundle('1.1.0', 2, { mode: 'crash-at-start', interval_ms: 100 });
-    await manager!.service.pushSnapshot(bad.bytes);
-    const stages = [
-      { name: 'canary', devices: ['gw-1'] },
-      { name: 'fleet', devices: ['gw-2', 'gw-3'] },
-    ];
-    const reached: string[] = [];
-    let stopped: { stage: string; device: string; category: string | undefined } | null = null;
-    for (const stage of stages) {
-      reached.push(stage.name);
-      await manager!.service.assign(stage.devices, bad.id, {
-        trial: { ...TRIAL, crash_loop: { restarts: 2, within_s: 10 } },
-        rollout: 'r-2',
-        stage: stage.name,
-        baseline: good.id,
-      });
-      for (const id of stage.devices) {
-        const r = await waitFor(`${id} settled`, () => settled(id));
-        if (r.phase === 'reverted' && !stopped)
-          stopped = { stage: stage.name, device: id, category: r.last_failure?.category };
-      }
-      if (stopped) {
-        // Roll the stage back to the baseline, which the devices still hold in their other slot.
-        const bytes = manager!.service.stats().fetch.bytes;
-        await manager!.service.assign(stage.devices, good.id, { trial: TRIAL, rollout: 'r-2', stage: 'rollback' });
-        for (const id of stage.devices) {
-          const r = await waitFor(`${id} back on the baseline`, () => settled(id));
-          expect(r.slots[r.active_slot].snapshot).toBe(good.id);
-        }
-        expect(manager!.service.stats().fetch.bytes).toBe(bytes);
-        break;
-      }
+    await svc.pushSnapshot(bad.bytes);
+    const bytesBefore = svc.stats().fetch.bytes;
+    const created = await manager!.rollouts.create({ plan: plan(bad.id) });
+    const id = created.rollout.id;
+    expect(created.report.coverage.canary).toEqual(['gw-1']);
+
+    // The canary has the bad snapshot in a slot: its one download is done. From here on, nothing
+    // more may be served: the rollback uses the baseline the canary still holds in its other slot.
+    await waitFor('canary installed the bad snapshot', () => {
+      const r = device('gw-1').reported;
+      return (
+        r !== null &&
+        (['A', 'B'] as const).some((s) => r.slots[s].snapshot === bad.id && r.slots[s].state !== 'downloading')
+      );
+    });
+    const bytesAfterDownload = svc.stats().fetch.bytes;
+    // Exactly one copy of the bad bundle was served (the canary's), nothing to anyone else.
+    expect(bytesAfterDownload - bytesBefore).toBe(bad.payload);
+
+    const done = await waitPhase(id, ['rolled_back', 'failed', 'completed', 'aborted']);
+    expect(done.rollout.phase).toBe('rolled_back');
+    expect(done.report.stop).toMatchObject({ kind: 'canary', stage: 'canary', device: 'gw-1', category: 'crash_loop' });
+    expect(done.report.failures.map((g) => [g.category, g.count])).toEqual([['crash_loop', 1]]);
+    expect(done.report.stages.map((s) => s.phase)).toEqual(['stopped', 'waiting', 'waiting']);
+    // Blast radius: the batch and fleet devices never left `pending` and got no generation.
+    for (const st of done.report.stages.slice(1)) {
+      expect(st.counts.pending, st.name).toBe(st.devices);
+      expect(st.startedAt, st.name).toBeNull();
     }
-    expect(reached).toEqual(['canary']);
-    expect(stopped).toEqual({ stage: 'canary', device: 'gw-1', category: 'crash_loop' });
-    const canary = device('gw-1').reported!;
+    const ledger = manager!.rollouts.events(id);
+    expect(ledger.filter((e) => e.kind === 'devices.assigned').map((e) => e.stage)).toEqual(['canary']);
+    for (const dev of ['gw-2', 'gw-3']) {
+      expect(svc.events({ device: dev, rollout: id })).toEqual([]);
+      expect(svc.getDesired(dev)?.snapshot).toBe(good.id);
+      const r = device(dev).reported!;
+      expect(r.slots.A.snapshot === bad.id || r.slots.B.snapshot === bad.id).toBe(false);
+      expect(r.slots[r.active_slot].snapshot).toBe(good.id);
+    }
+
+    // The canary is back on the baseline (its desired state too), without a byte downloaded.
+    expect(done.report.rollback?.confirmed).toBe(1);
+    const canary = await waitFor('canary back on the baseline', () => {
+      const r = settled('gw-1');
+      return r?.phase === 'committed' && r.slots[r.active_slot].snapshot === good.id ? r : undefined;
+    });
+    expect(svc.getDesired('gw-1')).toMatchObject({ snapshot: good.id, rollout: id, stage: 'rollback' });
     const other = canary.active_slot === 'A' ? 'B' : 'A';
     expect(canary.slots[other]).toEqual({ snapshot: bad.id, state: 'bad' });
-    for (const id of ['gw-2', 'gw-3']) {
-      expect(manager!.service.getDesired(id)?.snapshot).toBe(good.id);
-      const r = device(id).reported!;
-      expect(r.slots.A.snapshot === bad.id || r.slots.B.snapshot === bad.id).toBe(false);
-    }
-    const events = manager!.service.events({ device: 'gw-1' });
+    expect(svc.stats().fetch.bytes).toBe(bytesAfterDownload);
+    expect(svc.getSnapshot(bad.id).flagged).toContain('crash');
+    const events = svc.events({ device: 'gw-1' });
     expect(events.some((e) => JSON.stringify(e.data).includes('crash_loop'))).toBe(true);
-  }, 90_000);
+  }, 60_000);
 
   it.skipIf(!hasMosquittoSub)(
     'mosquitto_sub reads the retained health topics over TLS as plain JSON',
     async () => {
+      // The canary's rollback restarts its runtime: wait until it reports itself healthy again.
       for (const id of ['gw-1', 'gw-2', 'gw-3'])
-        await waitFor(`${id} health from v1`, () => device(id).health?.snapshot === good.id);
+        await waitFor(`${id} health from v1`, () => {
+          const h = device(id).health;
+          return h?.snapshot === good.id && h.runtime_healthy;
+        });
       const r = await sub([
         ...['-h', '127.0.0.1', '-p', String(port), '--cafile', join(dir, 'ca.crt')],
         ...['-u', OBSERVER.username, '-P', OBSERVER.password],
