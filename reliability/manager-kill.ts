@@ -73,6 +73,8 @@ export interface ManagerKillOptions {
   readonly devices?: number;
   /** Kill states to run (names); default all. */
   readonly states?: readonly string[];
+  /** Times through the list (the restart delay is drawn anew each time). Default 1. */
+  readonly rounds?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -160,9 +162,10 @@ export async function runManagerKill(o: ManagerKillOptions): Promise<AreaResult>
     });
     await waitFor('baseline everywhere', () => active(current) === n, 120_000);
 
-    const states = KILL_STATES.filter((s) => !o.states || o.states.includes(s.name));
-    for (const s of states) {
-      const label = `kill while ${s.name}`;
+    const one = KILL_STATES.filter((s) => !o.states || o.states.includes(s.name));
+    const states = Array.from({ length: o.rounds ?? 1 }, () => one).flat();
+    for (const [i, s] of states.entries()) {
+      const label = `kill while ${s.name}${(o.rounds ?? 1) > 1 ? ` (round ${Math.floor(i / one.length) + 1})` : ''}`;
       const p: string[] = [];
       const before = regressions.length;
       try {
