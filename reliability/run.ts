@@ -12,9 +12,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import pino from 'pino';
 import { AREAS, type AreaName, runAreas } from './areas.js';
 import { repoRoot } from './fleet.js';
-import { captureLog } from './log-capture.js';
 import { formatTable } from './report.js';
 
 const { values } = parseArgs({
@@ -32,13 +32,17 @@ if (!Number.isInteger(seed)) throw new Error(`--seed: ${values.seed} is not an i
 const only = values.only ? (values.only.split(',') as AreaName[]) : undefined;
 for (const a of only ?? []) if (!AREAS.includes(a)) throw new Error(`--only: unknown area ${a} (${AREAS.join(', ')})`);
 
-const log = captureLog({ level: 'info' });
+const out = values.json ?? join(repoRoot(), 'reliability', 'results', 'latest.json');
+mkdirSync(dirname(out), { recursive: true });
+// Warnings and errors of the campaign's managers and in-process agents, for a failed case's context.
+const logFile = `${out.replace(/\.json$/, '')}.log`;
+const logger = pino({ level: 'warn' }, pino.destination({ dest: logFile, sync: false }));
 const started = new Date();
 process.stdout.write(`fleetgate reliability campaign: seed ${seed}${values.quick ? ' (quick)' : ''}\n`);
 const results = await runAreas({
   seed,
   quick: values.quick,
-  logger: log.logger,
+  logger,
   ...(only ? { only } : {}),
   progress: (line) => {
     if (values.verbose) process.stdout.write(`  [${((Date.now() - started.getTime()) / 1000).toFixed(1)} s] ${line}\n`);
@@ -50,11 +54,9 @@ const results = await runAreas({
   },
 });
 process.stdout.write(`\n${formatTable(results)}\n`);
-const out = values.json ?? join(repoRoot(), 'reliability', 'results', 'latest.json');
-mkdirSync(dirname(out), { recursive: true });
 writeFileSync(
   out,
   `${JSON.stringify({ seed, quick: values.quick, started: started.toISOString(), node: process.version, results }, null, 2)}\n`,
 );
-process.stdout.write(`results: ${out}\n`);
+process.stdout.write(`results: ${out}, log: ${logFile}\n`);
 process.exitCode = results.some((r) => r.failed > 0) ? 1 : 0;
