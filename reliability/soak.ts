@@ -85,7 +85,9 @@ export async function runSoak(o: SoakOptions): Promise<AreaResult> {
           }),
         ),
       );
-      got.forEach((g, k) => enrolled.push({ spec: batch[k] as (typeof batch)[number], config: g.config }));
+      got.forEach((g, k) => {
+        enrolled.push({ spec: batch[k] as (typeof batch)[number], config: g.config });
+      });
     }
     log(`${o.devices} devices enrolled`);
     const f = new SimFleet({
@@ -139,7 +141,7 @@ export async function runSoak(o: SoakOptions): Promise<AreaResult> {
     log(`baseline committed after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const rollout = async (target: string, rollbackAt?: string): Promise<RolloutDetail> => {
       const plan = [
-        'snapshot: ' + target,
+        `snapshot: ${target}`,
         'trial: 1s',
         'hold: 5s',
         'deadline: 5m',
