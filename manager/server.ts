@@ -126,6 +126,28 @@ function readPem(path: string, field: string): string {
   }
 }
 
+/**
+ * Shutdown, devices first: nothing new is acknowledged that the manager would not see; then wait
+ * until nothing has reached the manager for 50 ms (aedes delivers asynchronously; at most 1 s),
+ * so its link's close and the final ingestion flush keep everything the broker accepted.
+ */
+async function closeDevices(broker: EmbeddedBroker, managerId: string, service: FleetService): Promise<void> {
+  const clients = (broker.aedes as unknown as { clients: Record<string, { id: string; close(cb: () => void): void }> })
+    .clients;
+  await Promise.all(
+    Object.values(clients)
+      .filter((c) => c.id !== managerId)
+      .map((c) => new Promise<void>((resolve) => c.close(() => resolve()))),
+  );
+  let seen = -1;
+  for (let i = 0; i < 20; i++) {
+    const n = service.stats().ingest.received;
+    if (n === seen) break;
+    seen = n;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export async function startManager(config: ManagerConfig, logger: Logger): Promise<RunningManager> {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const infoPath = join(config.dataDir, MANAGER_INFO_FILE);
@@ -156,6 +178,11 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
     // 0), and the service owns the authenticator: the broker asks through this late-bound seam and
     // refuses everyone in the moment before the service exists.
     let authenticator: Authenticator | null = null;
+    // Devices are let in only while the service is up (CONNACK 3 otherwise, so they retry): a
+    // device connected before the manager's subscriptions, or after its link left at shutdown,
+    // has its QoS 1 events acknowledged by the broker and then lost with the broker's memory
+    // (found by reliability/broker-outage.ts, docs/reliability.md).
+    let devicesWelcome = false;
     if (b.mode === 'embedded') {
       // The manager's own credentials for its own broker: fresh each start, never on disk.
       managerCredentials = { username: config.managerId, password: randomBytes(32).toString('base64url') };
@@ -164,7 +191,12 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         prefix: config.prefix,
         logger,
         authenticator: {
-          authenticate: (u, p, ctx) => (authenticator ? authenticator.authenticate(u, p, ctx) : Promise.resolve(null)),
+          authenticate: (u, p, ctx) => {
+            if (!authenticator) return Promise.resolve(null);
+            if (!devicesWelcome && u !== managerCredentials.username)
+              return Promise.reject(new Error('the manager is starting or stopping'));
+            return authenticator.authenticate(u, p, ctx);
+          },
         },
         listeners: {
           ...(b.tcp ? { tcp: { host: b.tcp.host, port: b.tcp.port } } : {}),
@@ -249,6 +281,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       sync.syncNow();
     }
     await service.start({ mqtt });
+    devicesWelcome = true;
     // After the service: resuming rollouts reads devices and may assign at once.
     const rollouts = new RolloutService({
       fleet: service,
@@ -373,6 +406,10 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         metrics.stop();
         mosquitto?.close();
         await rollouts.stop();
+        if (broker) {
+          devicesWelcome = false;
+          await closeDevices(broker, config.managerId, service);
+        }
         await service.stop();
         if (broker) await broker.close();
         try {

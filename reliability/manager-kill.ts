@@ -152,7 +152,8 @@ export async function runManagerKill(o: ManagerKillOptions): Promise<AreaResult>
     const active = (id: string) =>
       f.devices.filter((d) => {
         const rep = d.agent.runner.reported();
-        return rep.phase === 'committed' && rep.slots[rep.active_slot].snapshot === id;
+        // A device on trial when the rollback reached it reverts: `reverted` on the baseline is settled too.
+        return (rep.phase === 'committed' || rep.phase === 'reverted') && rep.slots[rep.active_slot].snapshot === id;
       }).length;
     let current = await push();
     await m.api('POST', '/api/v1/assignments', {
@@ -209,7 +210,13 @@ export async function runManagerKill(o: ManagerKillOptions): Promise<AreaResult>
         try {
           await waitFor('devices settled', () => active(expected) === n, 60_000);
         } catch {
-          p.push(`${active(expected)}/${n} devices run ${expected.slice(0, 8)}`);
+          const off = f.devices
+            .map((d) => ({ id: d.id, r: d.agent.runner.reported() }))
+            .filter(
+              ({ r }) => r.slots[r.active_slot].snapshot !== expected || !['committed', 'reverted'].includes(r.phase),
+            )
+            .map(({ id, r }) => `${id}: ${r.phase} on ${r.slots[r.active_slot].snapshot?.slice(0, 8)}`);
+          p.push(`${active(expected)}/${n} devices run ${expected.slice(0, 8)} (${off.slice(0, 3).join(', ')})`);
         }
         if (s.ends === 'completed') current = target;
         const ledger = await m.api<{ events: { kind: string; stage: string | null; device: string | null }[] }>(

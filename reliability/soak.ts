@@ -129,7 +129,8 @@ export async function runSoak(o: SoakOptions): Promise<AreaResult> {
     const committedOn = (id: string) =>
       f.devices.filter((d) => {
         const r = d.agent.runner.reported();
-        return r.phase === 'committed' && r.slots[r.active_slot].snapshot === id;
+        // A device on trial when the rollback reached it reverts: `reverted` on the baseline is settled too.
+        return (r.phase === 'committed' || r.phase === 'reverted') && r.slots[r.active_slot].snapshot === id;
       }).length;
     const v1 = await push();
     await m.api('POST', '/api/v1/assignments', {
