@@ -99,7 +99,8 @@ const RUNNERS: Record<AreaName, Runner> = {
     runSoak({
       seed: o.seed,
       devices: o.quick ? 40 : 2_000,
-      durationS: o.quick ? 45 : 600,
+      durationS: o.quick ? 30 : 600,
+      holdS: o.quick ? 2 : 5,
       ...(o.progress ? { log: o.progress } : {}),
     }),
 };

@@ -26,6 +26,8 @@ export interface SoakOptions {
   readonly devices: number;
   readonly durationS: number;
   readonly telemetryIntervalS?: number;
+  /** Hold of each rollout stage (s). Default 5. */
+  readonly holdS?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -144,7 +146,7 @@ export async function runSoak(o: SoakOptions): Promise<AreaResult> {
       const plan = [
         `snapshot: ${target}`,
         'trial: 1s',
-        'hold: 5s',
+        `hold: ${o.holdS ?? 5}s`,
         'deadline: 5m',
         'in_flight: null',
         'stages:',
