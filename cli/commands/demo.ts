@@ -6,10 +6,11 @@
  * failure). It prints where to look (CLI, API, dashboard) and runs until Ctrl-C (or exits after
  * the rollout with --exit), then removes its data dir.
  *
- * This is the one command that assembles the manager and the simulator in one process; the
- * simulator itself never imports the manager (DESIGN.md "The parts").
+ * This and `scenario run` are the commands that assemble the manager and the simulator in one
+ * process (shared parts in cli/sim-kit.ts); the simulator itself never imports the manager
+ * (DESIGN.md "The parts").
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -54,19 +55,6 @@ export function register(program: Command): void {
     .action(async (o: Opts) => runDemo(o));
 }
 
-/** The example runtime (examples/runtime), so the demo's snapshots would run on a real gateway too. */
-function runtimeFiles(): Array<{ path: string; mode: number; data: Uint8Array }> {
-  const here = import.meta.dirname;
-  // From cli/commands (sources) or dist/cli/commands (compiled).
-  const dir = [join(here, '../../examples/runtime'), join(here, '../../../examples/runtime')].find((d) =>
-    existsSync(join(d, 'runtime.js')),
-  );
-  if (!dir) return [{ path: 'runtime.js', mode: 0o644, data: Buffer.from('// placeholder runtime\n') }];
-  return readdirSync(dir)
-    .filter((n) => n.endsWith('.js') && statSync(join(dir, n)).isFile())
-    .map((n) => ({ path: n, mode: 0o644, data: readFileSync(join(dir, n)) }));
-}
-
 async function runDemo(o: Opts): Promise<void> {
   const httpPort = port('--http-port', o.httpPort);
   const mqttPort = port('--mqtt-port', o.mqttPort);
@@ -75,15 +63,13 @@ async function runDemo(o: Opts): Promise<void> {
   const windowS = Number(o.trialWindow);
   if (!(windowS > 0 && windowS <= 3600)) throw FleetgateError.of('FG_USAGE', '--trial-window: 0 < s <= 3600');
 
-  const [{ resolveConfig }, { startManager }, sim, { buildBundle }, { parseSigningKeyPem }, { default: pino }] =
-    await Promise.all([
-      import('../../manager/config.js'),
-      import('../../manager/server.js'),
-      import('../../simulator/index.js'),
-      import('../../protocol/bundle.js'),
-      import('../../protocol/keys.js'),
-      import('pino'),
-    ]);
+  const [{ resolveConfig }, { startManager }, sim, { default: pino }, kit] = await Promise.all([
+    import('../../manager/config.js'),
+    import('../../manager/server.js'),
+    import('../../simulator/index.js'),
+    import('pino'),
+    import('../sim-kit.js'),
+  ]);
   const profile = o.profile ? sim.loadProfile(o.profile) : sim.defaultProfile();
   const out = (s = '') => process.stdout.write(`${s}\n`);
 
@@ -125,17 +111,7 @@ async function runDemo(o: Opts): Promise<void> {
 
     // 1. enrol
     const specs = sim.generateDevices({ count: devices, sites, prefix: 'gw' });
-    const enrolled = await sim.enrollDevices(
-      specs,
-      async (spec) => {
-        const r = await m.service.addDevice(
-          { id: spec.id, site: spec.site, hardware: 'gw-sim', ...(spec.labels ? { labels: spec.labels } : {}) },
-          { dataDir: join(dir, 'agents', spec.id) },
-        );
-        return r.config as unknown as Record<string, unknown>;
-      },
-      { concurrency: 4 },
-    );
+    const enrolled = await kit.enrolSimulated(m, specs, dir);
     fleet = new sim.SimFleet({
       devices: enrolled,
       logger: logger.child({ component: 'simulator' }),
@@ -153,24 +129,7 @@ async function runDemo(o: Opts): Promise<void> {
     out(`[1/5] enrolled ${devices} gateways over ${sites} sites; ${online} connected`);
 
     // 2. two snapshots, signed with the release key the manager generated in its data dir
-    const keyPath = m.info.keys.release_private;
-    if (!keyPath) throw FleetgateError.of('FG_INTERNAL', 'the demo manager has no release key in its data dir');
-    const key = parseSigningKeyPem(readFileSync(keyPath, 'utf8'));
-    if (!key.ok) throw new FleetgateError(key.error);
-    const files = runtimeFiles();
-    const build = (version: string, seq: number, runtime: Record<string, unknown>) =>
-      buildBundle(
-        [...files, { path: 'runtime.json', mode: 0o644, data: Buffer.from(JSON.stringify(runtime)) }],
-        {
-          name: 'line-logic',
-          version,
-          seq,
-          run: { command: 'node', args: ['runtime.js'], env: {}, probe: { type: 'stdout' } },
-          acceptance: { command: 'node', args: ['acceptance.js'], timeout_s: 30 },
-          compat: { hardware: [], adapters: [] },
-        },
-        key.value,
-      );
+    const build = kit.exampleSnapshotBuilder(m, 'line-logic', 'demo');
     const v1 = build('1.0.0', 1, { mode: 'healthy', kpi: { cycle_time: 1.2 } });
     const v2 = build('1.1.0', 2, { mode: 'healthy', kpi: { cycle_time: 1.15 } });
     for (const b of [v1, v2]) await m.service.pushSnapshot(b.bytes);

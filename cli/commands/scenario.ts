@@ -5,7 +5,7 @@
  * expectations checked against the rollout report and the fleet (docs/scenarios.md). Exits 0 only
  * when every expectation holds.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -29,17 +29,6 @@ export function register(program: Command): void {
     .action(async (file: string, o: Opts) => runScenario(file, o));
 }
 
-function runtimeFiles(): Array<{ path: string; mode: number; data: Uint8Array }> {
-  const here = import.meta.dirname;
-  const dir = [join(here, '../../examples/runtime'), join(here, '../../../examples/runtime')].find((d) =>
-    existsSync(join(d, 'runtime.js')),
-  );
-  if (!dir) return [{ path: 'runtime.js', mode: 0o644, data: Buffer.from('// placeholder runtime\n') }];
-  return readdirSync(dir)
-    .filter((n) => n.endsWith('.js') && statSync(join(dir, n)).isFile())
-    .map((n) => ({ path: n, mode: 0o644, data: readFileSync(join(dir, n)) }));
-}
-
 export interface ExpectationResult {
   name: string;
   expected: unknown;
@@ -54,15 +43,13 @@ async function runScenario(file: string, o: Opts): Promise<void> {
   const { loadScenario } = await import('../scenario-file.js');
   const loaded = loadScenario(file);
   const sc = loaded.scenario;
-  const [{ resolveConfig }, { startManager }, sim, { buildBundle }, { parseSigningKeyPem }, { default: pino }] =
-    await Promise.all([
-      import('../../manager/config.js'),
-      import('../../manager/server.js'),
-      import('../../simulator/index.js'),
-      import('../../protocol/bundle.js'),
-      import('../../protocol/keys.js'),
-      import('pino'),
-    ]);
+  const [{ resolveConfig }, { startManager }, sim, { default: pino }, kit] = await Promise.all([
+    import('../../manager/config.js'),
+    import('../../manager/server.js'),
+    import('../../simulator/index.js'),
+    import('pino'),
+    import('../sim-kit.js'),
+  ]);
   let profile = sim.defaultProfile();
   if (loaded.profileText !== null) {
     const p = sim.parseProfile(loaded.profileText, loaded.profileSource);
@@ -102,17 +89,7 @@ async function runScenario(file: string, o: Opts): Promise<void> {
     );
 
     const specs = sim.generateDevices({ count: devices, sites, prefix });
-    const enrolled = await sim.enrollDevices(
-      specs,
-      async (spec) => {
-        const r = await m.service.addDevice(
-          { id: spec.id, site: spec.site, hardware: 'gw-sim', ...(spec.labels ? { labels: spec.labels } : {}) },
-          { dataDir: join(dir, 'agents', spec.id) },
-        );
-        return r.config as unknown as Record<string, unknown>;
-      },
-      { concurrency: 4 },
-    );
+    const enrolled = await kit.enrolSimulated(m, specs, dir);
     fleet = new sim.SimFleet({
       devices: enrolled,
       logger: logger.child({ component: 'simulator' }),
@@ -133,25 +110,8 @@ async function runScenario(file: string, o: Opts): Promise<void> {
       .catch(() => undefined);
     out(`  enrolled ${devices}; ${f.counts().connected} connected`);
 
-    const keyPath = m.info.keys.release_private;
-    if (!keyPath) throw FleetgateError.of('FG_INTERNAL', 'the scenario manager has no release key in its data dir');
-    const key = parseSigningKeyPem(readFileSync(keyPath, 'utf8'));
-    if (!key.ok) throw new FleetgateError(key.error);
-    const files = runtimeFiles();
     const name = sc.snapshots.name;
-    const build = (version: string, seq: number, runtime: Record<string, unknown>) =>
-      buildBundle(
-        [...files, { path: 'runtime.json', mode: 0o644, data: Buffer.from(JSON.stringify(runtime)) }],
-        {
-          name,
-          version,
-          seq,
-          run: { command: 'node', args: ['runtime.js'], env: {}, probe: { type: 'stdout' } },
-          acceptance: { command: 'node', args: ['acceptance.js'], timeout_s: 30 },
-          compat: { hardware: [], adapters: [] },
-        },
-        key.value,
-      );
+    const build = kit.exampleSnapshotBuilder(m, name, 'scenario');
     const base = build(sc.snapshots.baseline.version, 1, sc.snapshots.baseline.runtime);
     const target = build(sc.snapshots.target.version, 2, sc.snapshots.target.runtime);
     for (const b of [base, target]) await m.service.pushSnapshot(b.bytes);
