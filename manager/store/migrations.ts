@@ -207,6 +207,24 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 5,
+    description: 'rollout_devices: the engine state of each device of a rollout, saved only when it changed',
+    sql: `
+      -- manager/rollout-store.ts: a rollout's DeviceRun entries live here, one row per device, and
+      -- \`rollouts.state\` keeps the rest of the state (devices {}, stage device lists empty; both
+      -- are rebuilt from these rows in \`ord\` order). A step rewrites only the devices it changed,
+      -- instead of the whole fleet's JSON (5 MB at 10,000 devices) per step (issue 6).
+      -- States saved before this migration (devices inside \`state\`) are split on first read.
+      CREATE TABLE rollout_devices (
+        rollout  TEXT NOT NULL REFERENCES rollouts (id),
+        device   TEXT NOT NULL,
+        ord      INTEGER NOT NULL,             -- position in the stages' device lists, in stage order
+        data     TEXT NOT NULL,                -- DeviceRun JSON
+        PRIMARY KEY (rollout, device)
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0);
