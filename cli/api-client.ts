@@ -22,6 +22,22 @@ import type {
 import { isErrorCode } from '../protocol/errors.js';
 import { err, FleetgateError } from '../protocol/result.js';
 
+/** Largest page GET /api/v1/devices serves (manager/http/schemas.ts). */
+export const DEVICE_PAGE_MAX = 1_000;
+
+export type DeviceListFilter = {
+  site?: string;
+  label?: string[];
+  state?: string;
+  drifting?: boolean;
+};
+
+export interface DevicePageReply {
+  devices: DeviceSummary[];
+  /** Absent from a manager older than pagination (it sent every device at once). */
+  next_cursor?: string | null;
+}
+
 export const DEFAULT_MANAGER_URL = 'http://127.0.0.1:8080';
 export const DEFAULT_DATA_DIR = './fleetgate-data';
 /** The file a running manager writes its addresses to (manager/main.ts). */
@@ -203,13 +219,21 @@ export class ApiClient {
     return this.request('GET', '/api/v1/health', { timeoutMs: 5_000 });
   }
 
-  listDevices(q: {
-    site?: string;
-    label?: string[];
-    state?: string;
-    drifting?: boolean;
-  }): Promise<{ devices: DeviceSummary[] }> {
+  /** One page (GET /api/v1/devices is paginated: `limit` up to 1,000, `cursor` = the previous `next_cursor`). */
+  listDevicePage(q: DeviceListFilter & { limit?: number; cursor?: string }): Promise<DevicePageReply> {
     return this.request('GET', '/api/v1/devices', { query: q });
+  }
+
+  /** Every matching device: follows `next_cursor` page by page (1,000 a request) to the end. */
+  async listDevices(q: DeviceListFilter): Promise<{ devices: DeviceSummary[] }> {
+    const devices: DeviceSummary[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await this.listDevicePage({ ...q, limit: DEVICE_PAGE_MAX, ...(cursor ? { cursor } : {}) });
+      devices.push(...page.devices);
+      if (page.next_cursor === null || page.next_cursor === undefined) return { devices };
+      cursor = page.next_cursor;
+    }
   }
 
   getDevice(id: string): Promise<{ device: DeviceView }> {

@@ -35,6 +35,7 @@ import {
   type DesiredRecord,
   type DeviceDetail,
   type DeviceFilter,
+  type DevicePage,
   type DeviceSummary,
   type DriftRecord,
   type EventFilter,
@@ -119,6 +120,8 @@ export interface FleetServiceApi {
   /** New secret (the old one stops working at once); returns a fresh config. FG_DEVICE_NOT_FOUND. */
   rotateSecret(id: string, opts?: { brokerUrl?: string; dataDir?: string }): Promise<AddDeviceResult>;
   listDevices(filter?: DeviceFilter): DeviceSummary[];
+  /** Up to `limit` devices in id order after the id `after` (null: from the first), same filters. */
+  listDevicePage(filter: DeviceFilter, after: string | null, limit: number): DevicePage;
   /** FG_DEVICE_NOT_FOUND. */
   getDevice(id: string): DeviceDetail;
   /** Revokes credentials, clears the retained desired topic, keeps history. FG_DEVICE_NOT_FOUND. */
@@ -212,6 +215,7 @@ export class FleetService implements FleetServiceApi {
       defaultTrialWindowS: defaultTrial.window_s,
       ...(opts.scrypt ? { scrypt: { ...opts.scrypt, keylen: 32 } } : {}),
       latestOf: (id) => this.ingest.get(id),
+      onLiveChange: (id, live) => this.ingest.liveChanged(id, live),
       onCredentialChange: (id) => {
         this.authenticator.invalidate(id);
         opts.onCredentialChange?.(id);
@@ -332,6 +336,10 @@ export class FleetService implements FleetServiceApi {
     return this.registry.list(filter);
   }
 
+  listDevicePage(filter: DeviceFilter, after: string | null, limit: number): DevicePage {
+    return this.registry.page(filter, after, limit);
+  }
+
   getDevice(id: string): DeviceDetail {
     return this.registry.detail(id);
   }
@@ -419,20 +427,15 @@ export class FleetService implements FleetServiceApi {
   }
 
   stats(): FleetStats {
-    let online = 0;
-    let lost = 0;
-    for (const l of this.ingest.values()) {
-      if (!this.registry.isLive(l.device)) continue;
-      if (l.status === 'online') online++;
-      else if (l.status === 'lost') lost++;
-    }
+    // Kept by ingestion and the registry: the health route polls this, so no walk over the fleet.
+    const { online, lost } = this.ingest.liveStatusCounts();
     const total = this.registry.liveCount;
     const ic = this.ingest.counters;
     const cc = this.chunks.counters;
     return {
       devices: { total, online, lost, unknown: Math.max(0, total - online - lost) },
-      snapshots: this.store.snapshots.list().length,
-      drifting: new Set(this.store.drift.list().map((d) => d.device)).size,
+      snapshots: this.store.snapshots.count(),
+      drifting: this.store.drift.deviceCount(),
       ingest: {
         received: ic.received,
         rejected: { ...ic.rejected },

@@ -120,6 +120,13 @@ export interface DeviceFilter {
   readonly includeRemoved?: boolean;
 }
 
+/** One page of a device list (keyset on the device id; GET /api/v1/devices). */
+export interface DevicePage {
+  readonly devices: DeviceSummary[];
+  /** The last id of this page when more devices match after it, else null. */
+  readonly next: string | null;
+}
+
 // ---------------------------------------------------------------------------------------------
 // snapshots
 

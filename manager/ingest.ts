@@ -57,6 +57,11 @@ export class Ingest {
   private readonly intervalMs: number;
   private readonly maxMessages: number;
   readonly counters = { received: 0, accepted: 0, duplicates: 0, flushes: 0, rejected: {} as Record<string, number> };
+  /**
+   * Devices online and lost among the live ones (FleetService.stats, polled by /api/v1/health):
+   * counted once on first use, then kept by state messages and by liveChanged.
+   */
+  private statusCount: { online: number; lost: number } | null = null;
 
   constructor(private readonly opts: IngestOptions) {
     this.intervalMs = opts.intervalMs ?? 250;
@@ -91,8 +96,25 @@ export class Ingest {
     return this.pendingCount;
   }
 
+  /** Live devices online and lost. */
+  liveStatusCounts(): { online: number; lost: number } {
+    if (!this.statusCount) {
+      const c = { online: 0, lost: 0 };
+      for (const l of this.latest.values()) if (l.status !== null && this.opts.isLive(l.device)) c[l.status]++;
+      this.statusCount = c;
+    }
+    return { ...this.statusCount };
+  }
+
+  /** The registry enrolled (`live`) or removed a device: its last known status counts, or no longer. */
+  liveChanged(device: string, live: boolean): void {
+    const status = this.latest.get(device)?.status ?? null;
+    if (this.statusCount && status !== null) this.statusCount[status] += live ? 1 : -1;
+  }
+
   /** Forget a removed device's latest state. */
   forget(device: string): void {
+    if (this.opts.isLive(device)) this.liveChanged(device, false);
     this.latest.delete(device);
     this.dirty.delete(device);
     this.opts.store.latest.delete(device);
@@ -120,6 +142,10 @@ export class Ingest {
         if (m.value.status === cur.status && m.value.session === cur.session) break;
         const next = { ...cur, status: m.value.status, session: m.value.session, stateAt: now, lastSeen: now };
         this.put(next);
+        if (this.statusCount) {
+          if (cur.status !== null) this.statusCount[cur.status]--;
+          this.statusCount[m.value.status]++;
+        }
         this.changes.state.add(device);
         this.event({
           ts: now,

@@ -17,6 +17,7 @@ import type {
   ConnectionState,
   DeviceDetail,
   DeviceFilter,
+  DevicePage,
   DeviceRecord,
   DeviceSummary,
 } from './fleet-types.js';
@@ -41,6 +42,8 @@ export interface RegistryOptions {
   readonly latestOf: (device: string) => LatestState | undefined;
   /** Called when a device's credential changes or it is removed (drop cached auth). */
   readonly onCredentialChange: (device: string) => void;
+  /** Called after a device was enrolled (`live`) or removed (keeps FleetService.stats' counts). */
+  readonly onLiveChange?: (device: string, live: boolean) => void;
 }
 
 function bad(detail: string, at: string): never {
@@ -106,6 +109,7 @@ export class Registry {
     // Checked again inside the transaction: two concurrent adds of one id race across the await.
     if (!this.opts.store.devices.insert(device, cred)) throw FleetgateError.of('FG_DEVICE_EXISTS', v.id);
     this.live.add(v.id);
+    this.opts.onLiveChange?.(v.id, true);
     this.opts.onCredentialChange(v.id);
     this.opts.store.events.append({
       ts: now,
@@ -143,6 +147,7 @@ export class Registry {
     const now = this.opts.clock.now();
     this.opts.store.devices.remove(id, now);
     this.live.delete(id);
+    this.opts.onLiveChange?.(id, false);
     this.opts.onCredentialChange(id);
     this.opts.store.events.append({
       ts: now,
@@ -178,6 +183,36 @@ export class Registry {
       out.push(s);
     }
     return out;
+  }
+
+  /**
+   * Up to `limit` devices in id order after the id `after`, with the same filters as list(). Work
+   * is bounded by the page, not the fleet: rows are read from the primary key in slices and each
+   * is joined with its desired target and drift by indexed reads. Filters on state, drift or labels
+   * that match few devices scan further (at worst the whole fleet, as list() does).
+   */
+  page(filter: DeviceFilter, after: string | null, limit: number): DevicePage {
+    const { store } = this.opts;
+    const out: DeviceSummary[] = [];
+    const slice = Math.min(1_000, Math.max(64, limit + 1));
+    let cursor = after ?? '';
+    for (;;) {
+      const rows = store.devices.listAfter(cursor, slice, {
+        ...(filter.site !== undefined ? { site: filter.site } : {}),
+        ...(filter.includeRemoved ? { includeRemoved: true } : {}),
+      });
+      for (const d of rows) {
+        cursor = d.id;
+        if (filter.labels && !Object.entries(filter.labels).every(([k, v]) => d.labels[k] === v)) continue;
+        if (filter.state !== undefined && (this.opts.latestOf(d.id)?.status ?? 'unknown') !== filter.state) continue;
+        const drifting = store.drift.has(d.id);
+        if (filter.drifting !== undefined && drifting !== filter.drifting) continue;
+        // One more than asked tells whether a next page exists without an empty last page.
+        if (out.length === limit) return { devices: out, next: out[limit - 1]?.id ?? null };
+        out.push(this.summary(d, store.desired.targets(d.id)?.snapshot ?? null, drifting));
+      }
+      if (rows.length < slice) return { devices: out, next: null };
+    }
   }
 
   /** FG_DEVICE_NOT_FOUND for unknown ids; removed devices are shown (with `removed` set). */

@@ -1,8 +1,27 @@
 /** Device registry endpoints: list (with filters), show, enrol, remove. */
 import type { FastifyInstance } from 'fastify';
+import { FleetgateError } from '../../protocol/result.js';
+import { isValidDeviceId } from '../../protocol/topics.js';
 import type { DesiredRecord, DeviceDetail, DeviceFilter, FleetServiceApi } from '../fleet-service.js';
 import type { RouteConfig } from './openapi.js';
-import { DeviceListQuery, DeviceParams, EnrollBody, jsonSchema } from './schemas.js';
+import { DEVICE_PAGE_DEFAULT, DeviceListQuery, DeviceParams, EnrollBody, jsonSchema } from './schemas.js';
+
+/**
+ * The list cursor: the last device id of the page, base64url. Opaque to clients so the key can
+ * change; a keyset (not an offset) so devices enrolled or removed meanwhile shift no page.
+ */
+export function encodeDeviceCursor(lastId: string): string {
+  return Buffer.from(`d:${lastId}`, 'utf8').toString('base64url');
+}
+
+export function decodeDeviceCursor(cursor: string): string {
+  const text = Buffer.from(cursor, 'base64url').toString('utf8');
+  const id = text.startsWith('d:') ? text.slice(2) : '';
+  if (!isValidDeviceId(id)) {
+    throw FleetgateError.of('FG_REQUEST_INVALID', 'cursor: not a next_cursor of this list', 'querystring.cursor');
+  }
+  return id;
+}
 
 /** `k=v` pairs (validated by the route schema) as a label map; a later pair for a key wins. */
 export function parseLabelPairs(pairs: readonly string[] | undefined): Record<string, string> | undefined {
@@ -35,8 +54,10 @@ export function registerDeviceRoutes(app: FastifyInstance, svc: FleetServiceApi)
       schema: { querystring: jsonSchema(DeviceListQuery) },
       config: {
         openapi: {
-          summary: 'list devices (filters combine with AND)',
-          responses: { 200: '{devices: DeviceSummary[]}' },
+          summary:
+            'list devices in id order, one page at a time (filters combine with AND; `limit` default 100, max 1000; ' +
+            'pass `next_cursor` back as `cursor` for the next page)',
+          responses: { 200: '{devices: DeviceSummary[], next_cursor: string | null}' },
         },
       } satisfies RouteConfig,
     },
@@ -50,8 +71,10 @@ export function registerDeviceRoutes(app: FastifyInstance, svc: FleetServiceApi)
         ...(q.drifting !== undefined ? { drifting: q.drifting } : {}),
         ...(q.include_removed !== undefined ? { includeRemoved: q.include_removed } : {}),
       };
+      const after = q.cursor !== undefined ? decodeDeviceCursor(q.cursor) : null;
       svc.flush();
-      return { devices: svc.listDevices(filter) };
+      const page = svc.listDevicePage(filter, after, q.limit ?? DEVICE_PAGE_DEFAULT);
+      return { devices: page.devices, next_cursor: page.next !== null ? encodeDeviceCursor(page.next) : null };
     },
   );
 

@@ -25,7 +25,16 @@ export const DeviceListQuery = z.object({
   state: z.enum(['online', 'lost', 'unknown']).optional(),
   drifting: z.boolean().optional(),
   include_removed: z.boolean().optional(),
+  /** Page size; default DEVICE_PAGE_DEFAULT. */
+  limit: z.number().int().min(1).max(1_000).optional(),
+  /** `next_cursor` of the previous page (opaque). */
+  cursor: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,256}$/)
+    .optional(),
 });
+export const DEVICE_PAGE_DEFAULT = 100;
+export const DEVICE_PAGE_MAX = 1_000;
 export type DeviceListQuery = z.infer<typeof DeviceListQuery>;
 
 export const EnrollBody = z.strictObject({

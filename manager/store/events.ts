@@ -99,12 +99,16 @@ export class EventRepo {
 export class DriftRepo {
   private readonly all;
   private readonly byDevice;
+  private readonly anyOf;
+  private readonly devices;
   private readonly ins;
   private readonly upd;
   private readonly del;
 
   constructor(db: Db) {
     this.all = db.prepare<[], DriftRecord>('SELECT device, kind, since, detail FROM drift ORDER BY device, kind');
+    this.anyOf = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM drift WHERE device = ? LIMIT 1');
+    this.devices = db.prepare<[], { n: number }>('SELECT COUNT(DISTINCT device) AS n FROM drift');
     this.byDevice = db.prepare<[string], DriftRecord>(
       'SELECT device, kind, since, detail FROM drift WHERE device = ? ORDER BY kind',
     );
@@ -115,6 +119,16 @@ export class DriftRepo {
 
   list(device?: string): DriftRecord[] {
     return device === undefined ? this.all.all() : this.byDevice.all(device);
+  }
+
+  /** Has the device any open drift? */
+  has(device: string): boolean {
+    return this.anyOf.get(device) !== undefined;
+  }
+
+  /** Devices with open drift. */
+  deviceCount(): number {
+    return this.devices.get()?.n ?? 0;
   }
 
   open(d: DriftRecord): void {

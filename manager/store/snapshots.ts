@@ -48,6 +48,7 @@ export class SnapshotRepo {
   private readonly byId;
   private readonly byPrefix;
   private readonly all;
+  private readonly total;
   private readonly ins;
   private readonly flags;
 
@@ -58,6 +59,7 @@ export class SnapshotRepo {
       'SELECT * FROM snapshots WHERE id >= ? AND id < ? ORDER BY id LIMIT 2',
     );
     this.all = db.prepare<[], SnapshotRow>('SELECT * FROM snapshots ORDER BY name, seq, pushed');
+    this.total = db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM snapshots');
     this.ins = db.prepare(
       `INSERT OR IGNORE INTO snapshots (id, name, version, seq, size, sha256, created, pushed, kid, manifest_cose,
          manifest_json, payload_file, known_good, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL)`,
@@ -78,6 +80,10 @@ export class SnapshotRepo {
 
   list(): StoredSnapshot[] {
     return this.all.all().map(toRecord);
+  }
+
+  count(): number {
+    return this.total.get()?.n ?? 0;
   }
 
   /** false when the id was already stored (duplicate push). */

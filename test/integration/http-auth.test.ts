@@ -52,6 +52,7 @@ function capture(): { logger: pino.Logger; text: () => string } {
 /** The smallest service the routes need: enough to tell a refused request from an accepted one. */
 const stub = {
   listDevices: () => [],
+  listDevicePage: () => ({ devices: [], next: null }),
   flush: () => undefined,
   stats: () => ({ devices: { total: 0 } }),
   removeDevice: async () => undefined,

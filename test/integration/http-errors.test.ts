@@ -34,6 +34,7 @@ const stub = {
   addDevice: record('addDevice', Promise.resolve({ device: { id: 'd1' }, secret: 's', config: {} })),
   rotateSecret: record('rotateSecret', null),
   listDevices: record('listDevices', []),
+  listDevicePage: record('listDevicePage', { devices: [], next: null }),
   getDevice: record('getDevice', { id: 'd1', desired: null }),
   removeDevice: record('removeDevice', Promise.resolve()),
   pushSnapshot: record('pushSnapshot', Promise.resolve({ snapshot: { id: SNAP }, created: true })),
@@ -96,12 +97,14 @@ describe('HTTP API errors and validation', () => {
       url: '/api/v1/devices?site=plant-a&label=line%3D1&label=zone%3Dnorth&drifting=true',
     });
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual({ devices: [] });
-    expect(lastCall('listDevices')).toEqual([
+    expect(res.json()).toEqual({ devices: [], next_cursor: null });
+    expect(lastCall('listDevicePage')).toEqual([
       { site: 'plant-a', labels: { line: '1', zone: 'north' }, drifting: true },
+      null,
+      100,
     ]);
-    await app.inject({ method: 'GET', url: '/api/v1/devices?label=only%3D1' });
-    expect(lastCall('listDevices')).toEqual([{ labels: { only: '1' } }]);
+    await app.inject({ method: 'GET', url: '/api/v1/devices?label=only%3D1&limit=7' });
+    expect(lastCall('listDevicePage')).toEqual([{ labels: { only: '1' } }, null, 7]);
     await app.inject({ method: 'GET', url: '/api/v1/events?device=d1&after=5&limit=20' });
     expect(lastCall('events')).toEqual([{ device: 'd1', afterId: 5, limit: 20 }]);
   });

@@ -116,7 +116,15 @@ describe('GET /api/v1/openapi.json', () => {
       }
     }
     const list = doc.paths['/api/v1/devices']!.get!;
-    expect(list.parameters.map((p) => p.name)).toEqual(['site', 'label', 'state', 'drifting', 'include_removed']);
+    expect(list.parameters.map((p) => p.name)).toEqual([
+      'site',
+      'label',
+      'state',
+      'drifting',
+      'include_removed',
+      'limit',
+      'cursor',
+    ]);
     expect(list.parameters.find((p) => p.name === 'state')!.schema.enum).toEqual(['online', 'lost', 'unknown']);
     const enrol = doc.paths['/api/v1/devices']!.post!;
     const body = enrol.requestBody!.content['application/json']!.schema as { required: string[]; properties: object };

@@ -154,6 +154,46 @@ describe('ingestion', () => {
     expect(ingest.counters.duplicates).toBe(1);
   });
 
+  it('keeps online/lost counts of live devices that match a full scan after connects, wills, removals and re-enrolments', () => {
+    const liveIds = new Set(['d1', 'd2', 'd3', 'd4']);
+    ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => liveIds.has(id) });
+    const scan = () => {
+      const c = { online: 0, lost: 0 };
+      for (const l of ingest.values()) if (l.status !== null && liveIds.has(l.device)) c[l.status]++;
+      return c;
+    };
+    const state = (id: string, status: 'online' | 'lost', session: number) =>
+      ingest.handle(id, 'state', json({ status, session }));
+    const setLive = (id: string, on: boolean) => {
+      if (on) liveIds.add(id);
+      else liveIds.delete(id);
+      ingest.liveChanged(id, on);
+    };
+    state('d1', 'online', 1);
+    expect(ingest.liveStatusCounts()).toEqual({ online: 1, lost: 0 }); // first use: counted by a scan
+    const steps: Array<() => void> = [
+      () => state('d2', 'online', 1),
+      () => state('d3', 'online', 1),
+      () => state('d1', 'lost', 1),
+      () => state('d1', 'lost', 1), // the same will again: no change
+      () => state('d2', 'lost', 0), // a will from an older session: ignored
+      () => state('d1', 'online', 2),
+      () => setLive('d3', false), // removed while online
+      () => state('d3', 'online', 2), // not live: rejected
+      () => state('d4', 'lost', 5),
+      () => setLive('d3', true), // enrolled again: its last status counts again
+      () => setLive('d5', true), // a new device without any state
+      () => state('d5', 'online', 1),
+      () => setLive('d4', false),
+      () => ingest.forget('d2'),
+    ];
+    for (const [i, step] of steps.entries()) {
+      step();
+      expect(ingest.liveStatusCounts(), `after step ${i}`).toEqual(scan());
+    }
+    expect(ingest.liveStatusCounts()).toEqual({ online: 3, lost: 0 });
+  });
+
   it('10,000 devices x 3 messages are written in a handful of transactions (bounded time)', () => {
     const many = new Set(Array.from({ length: 10_000 }, (_, i) => `gw-${i}`));
     ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => many.has(id) });

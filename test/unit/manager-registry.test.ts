@@ -126,6 +126,55 @@ describe('device registry', () => {
     expect(reg.list({ site: 'plant-a' })[0]).toMatchObject({ state: 'online', session: 3, drifting: false });
   });
 
+  it('pages in id order with the list filters; the keyset cursor is stable while devices are enrolled and removed', async () => {
+    for (let i = 0; i < 25; i++) {
+      const id = `gw-${String(i * 2).padStart(3, '0')}`; // even numbers: room to enrol between pages
+      await add(id, i % 2 === 0 ? 'plant-a' : 'plant-b', { line: String(i % 3) });
+      if (i % 4 === 0) latest.set(id, { ...emptyLatest(id), status: 'online', session: 1 });
+    }
+    t.store.drift.open({ device: 'gw-010', kind: 'unconverged', since: 1, detail: 'x' });
+    const walk = (f: Parameters<Registry['page']>[0], limit: number, between?: (n: number) => Promise<void>) =>
+      (async () => {
+        const ids: string[] = [];
+        let after: string | null = null;
+        for (let n = 0; n < 100; n++) {
+          const p = reg.page(f, after, limit);
+          expect(p.devices.length).toBeLessThanOrEqual(limit);
+          ids.push(...p.devices.map((d) => d.id));
+          if (p.next === null) return ids;
+          expect(p.devices.length).toBe(limit); // only the last page is short, and never empty after the first
+          after = p.next;
+          await between?.(n);
+        }
+        throw new Error('no end');
+      })();
+    for (const f of [
+      {},
+      { site: 'plant-b' },
+      { labels: { line: '1' } },
+      { state: 'online' as const },
+      { state: 'unknown' as const, site: 'plant-a' },
+      { drifting: true },
+      { drifting: false, labels: { line: '2' } },
+    ]) {
+      const want = reg.list(f).map((d) => d.id);
+      for (const limit of [1, 3, 7, 100]) expect(await walk(f, limit), JSON.stringify([f, limit])).toEqual(want);
+    }
+    expect(reg.page({}, null, 5).devices[0]).toEqual(reg.list()[0]);
+    expect(reg.page({}, 'gw-048', 5)).toEqual({ devices: [], next: null });
+    // Enrolled (between pages) and removed meanwhile: nothing seen twice or skipped that was there all along.
+    const before = reg.list().map((d) => d.id);
+    const seen = await walk({}, 4, async (n) => {
+      await add(`gw-${String(n * 8 + 1).padStart(3, '0')}`); // odd ids, some behind and some ahead of the cursor
+      if (n === 1) reg.remove('gw-046');
+    });
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(before.filter((id) => id !== 'gw-046').every((id) => seen.includes(id))).toBe(true);
+    expect(seen).not.toContain('gw-046');
+    expect(seen).toEqual([...seen].sort());
+    expect(reg.page({ includeRemoved: true }, 'gw-045', 1).devices.map((d) => d.id)).toEqual(['gw-046']);
+  });
+
   it('remove revokes the credential, hides the device from the list and from isLive, keeps it showable', async () => {
     await add('gw-1');
     invalidated.length = 0;
