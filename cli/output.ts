@@ -3,7 +3,9 @@
  * hint. Exit codes: 0 ok, 1 a failure with a code (verification failed, not found...), 2 usage.
  */
 import { type Command, CommanderError } from 'commander';
-import { FleetgateError, hintFor } from '../protocol/result.js';
+import { formatError } from './format-error.js';
+
+export { formatError };
 
 export function printResult(json: boolean | undefined, value: unknown, human: () => string): void {
   if (json) process.stdout.write(`${JSON.stringify(value, jsonReplacer, 2)}\n`);
@@ -15,23 +17,6 @@ export function jsonReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
   if (typeof value === 'bigint') return value.toString();
   return value;
-}
-
-export function formatError(e: unknown): { text: string; json: Record<string, unknown>; exit: number } {
-  if (e instanceof FleetgateError) {
-    const at = e.at ? ` (at ${e.at})` : '';
-    return {
-      text: `error ${e.code} [${e.category}]: ${e.message}${at}\n  hint: ${hintFor(e.code)}`,
-      json: { error: e.toJSON() },
-      exit: e.category === 'input' ? 2 : 1,
-    };
-  }
-  const message = e instanceof Error ? e.message : String(e);
-  return {
-    text: `error FG_INTERNAL [internal]: ${message}`,
-    json: { error: { code: 'FG_INTERNAL', category: 'internal', message } },
-    exit: 1,
-  };
 }
 
 export async function runMain(program: Command, argv: string[]): Promise<void> {

@@ -12,6 +12,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, writeFileSyn
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FleetgateError } from '../../protocol/result.js';
+import { AGENT_NODE_OPTIONS } from '../agent-node-options.js';
 import { printResult } from '../output.js';
 
 export const AGENT_UNIT_NAME = 'fleetgate-agent.service';
@@ -56,7 +57,7 @@ StartLimitIntervalSec=0
 Type=simple
 User=${o.user}
 Group=${o.group}
-ExecStart=${o.node} ${o.prefix}/bin/fleetgate.js agent --config ${o.configPath}
+ExecStart=${o.node} ${AGENT_NODE_OPTIONS.join(' ')} ${o.prefix}/bin/fleetgate-agent.js --config ${o.configPath}
 WorkingDirectory=${o.dataDir}
 ${state !== null ? `StateDirectory=${state}\nStateDirectoryMode=0700\n` : ''}Restart=on-failure
 RestartSec=5
@@ -180,8 +181,10 @@ async function install(o: InstallOpts): Promise<void> {
     if (!UNIT_SAFE.test(v)) fail(`${k} ${JSON.stringify(v)}: spaces and quotes do not survive a unit file`, k);
   }
   const warnings: string[] = [];
-  if (!existsSync(join(paths.prefix, 'bin/fleetgate.js')))
-    warnings.push(`${paths.prefix}/bin/fleetgate.js does not exist (yet): install fleetgate there or pass --prefix`);
+  if (!existsSync(join(paths.prefix, 'bin/fleetgate-agent.js')))
+    warnings.push(
+      `${paths.prefix}/bin/fleetgate-agent.js does not exist (yet): install fleetgate there or pass --prefix`,
+    );
   if (/^\/(home|root|run\/user)\//.test(paths.node) || /^\/(home|root|run\/user)\//.test(paths.prefix))
     warnings.push(
       'node or the prefix is under /home, /root or /run/user, which ProtectHome=yes hides from the service',
@@ -266,7 +269,7 @@ export function registerInstall(agent: Command): void {
     .option('--unit-dir <dir>', 'where the unit goes', d.unitDir)
     .option('--config-dir <dir>', 'where agent.yaml (and the CA) go', d.configDir)
     .option('--data-dir <dir>', "the agent's data dir (slot store, snapshots)", d.dataDir)
-    .option('--prefix <dir>', 'fleetgate installation folder (holds bin/fleetgate.js)', d.prefix)
+    .option('--prefix <dir>', 'fleetgate installation folder (holds bin/fleetgate-agent.js)', d.prefix)
     .option('--node <path>', 'node binary for ExecStart (default: the one running this command)')
     .option('--user <name>', 'system user the agent runs as', d.user)
     .option('--group <name>', 'its group (default: same as --user)')

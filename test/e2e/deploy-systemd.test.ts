@@ -1,7 +1,7 @@
 /**
  * Deployment with systemd (docs/deployment.md): `fleetgate agent install` writes the unit and the
- * config into (temp) system folders, `fleetgate agent --config` still runs the agent from the
- * installed config, and every unit in deploy/systemd/ passes `systemd-analyze verify` (skipped
+ * config into (temp) system folders, the unit's ExecStart (the lean `fleetgate-agent` entry in V8's
+ * lite mode) and `fleetgate agent --config` run the agent from the installed config, and every unit in deploy/systemd/ passes `systemd-analyze verify` (skipped
  * where systemd-analyze is missing) with a low `systemd-analyze security` exposure. The units are
  * not started here: that needs systemd as PID 1.
  */
@@ -11,12 +11,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { AGENT_NODE_OPTIONS } from '../../cli/agent-node-options.js';
 import { AGENT_INSTALL_DEFAULTS, renderAgentUnit } from '../../cli/commands/agent-install.js';
 import { publicKeyToPem, publicOf } from '../../protocol/keys.js';
 import { testKeys } from '../fixtures/keys.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/fleetgate.js');
+const AGENT_BIN = join(ROOT, 'bin/fleetgate-agent.js');
 const DEPLOY = join(ROOT, 'deploy/systemd');
 const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 
@@ -121,7 +123,9 @@ describe('fleetgate agent install', () => {
     expect(statSync(data()).isDirectory()).toBe(true);
 
     const unit = readFileSync(out.unit, 'utf8');
-    expect(unit).toContain(`ExecStart=${process.execPath} ${ROOT}/bin/fleetgate.js agent --config ${out.config}\n`);
+    expect(unit).toContain(
+      `ExecStart=${process.execPath} --lite-mode --no-expose-wasm ${ROOT}/bin/fleetgate-agent.js --config ${out.config}\n`,
+    );
     expect(unit).toContain(`ReadWritePaths=${data()}\n`);
     expect(unit).toMatch(/^ProtectSystem=strict$/m);
     expect(unit).toMatch(/^StandardOutput=journal$/m);
@@ -150,11 +154,14 @@ describe('fleetgate agent install', () => {
     expect(v.status).toBe(0);
   });
 
-  it('`fleetgate agent --config` runs from the installed config, waits for an unreachable broker; SIGTERM exits 0', async () => {
-    agent = spawn(process.execPath, [BIN, 'agent', '--config', join(etc(), 'agent.yaml')], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+  it("the unit's ExecStart (the lean entry, in lite mode) runs from the installed config, waits for an unreachable broker; SIGTERM exits 0", async () => {
+    // Exactly the command line systemd would run (it splits ExecStart= on spaces; the paths have none).
+    const unit = readFileSync(join(units(), 'fleetgate-agent.service'), 'utf8');
+    const execStart = /^ExecStart=(.+)$/m.exec(unit)?.[1];
+    expect(execStart).toBeDefined();
+    const [node, ...argv] = (execStart ?? '').split(' ');
+    expect(node).toBe(process.execPath);
+    agent = spawn(node ?? '', argv, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     agent.stdout?.on('data', (b: Buffer) => {
       out += b.toString();
@@ -165,13 +172,15 @@ describe('fleetgate agent install', () => {
     const exited = new Promise<number | null>((r) => agent!.once('exit', (code) => r(code)));
     const end = Date.now() + 15_000;
     while (!out.includes('agent started') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    // Journal-ready: every stdout line is one JSON object.
+    // Journal-ready: every stdout line is one JSON object (no V8 flag warning either).
     const started = out
       .split('\n')
       .filter((l) => l.trim())
       .map((l) => JSON.parse(l) as { msg: string; data_dir?: string; device?: string })
       .find((l) => l.msg === 'agent started');
     expect(started, out).toMatchObject({ device: 'gw-1', data_dir: data() });
+    // V8 runs in lite mode: the options reached node, not the agent's argument parser.
+    expect(readFileSync(`/proc/${agent.pid}/cmdline`, 'utf8').split('\0')).toContain('--lite-mode');
     // The broker (port 1) is unreachable, as at boot before the network is up: the agent must keep
     // retrying, not exit (it used to leave with code 13 once only unref'd timers were left).
     await new Promise((r) => setTimeout(r, 1_500));
@@ -179,6 +188,50 @@ describe('fleetgate agent install', () => {
     expect(out).toContain('ECONNREFUSED');
     agent.kill('SIGTERM');
     expect(await exited).toBe(0);
+  });
+
+  it('`fleetgate agent --config` (the full CLI) runs the same agent from the installed config', async () => {
+    const child = spawn(process.execPath, [BIN, 'agent', '--config', join(etc(), 'agent.yaml')], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    agent = child;
+    let out = '';
+    child.stdout?.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const end = Date.now() + 15_000;
+    while (!out.includes('agent started') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    expect(out).toContain('agent started');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+
+  it('bin/fleetgate-agent.js carries the node options of the unit in its shebang, and runs as a program', () => {
+    const shebang = readFileSync(AGENT_BIN, 'utf8').split('\n')[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_OPTIONS.join(' ')}`);
+    const help = spawnSync(AGENT_BIN, ['--help'], { encoding: 'utf8', timeout: 20_000 });
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^usage: fleetgate-agent --config <file>/);
+    expect(help.stderr).toBe('');
+  });
+
+  it('fleetgate-agent without --config, or with an unknown option, is a usage error (exit 2, FG_USAGE)', () => {
+    for (const args of [[], ['--config', 'a.yaml', '--bogus']]) {
+      const r = spawnSync(process.execPath, [AGENT_BIN, ...args], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain('FG_USAGE');
+    }
+  });
+
+  it('fleetgate-agent with a config it can not read fails with the code of the config error', () => {
+    const r = spawnSync(process.execPath, [AGENT_BIN, '--config', join(dir, 'missing.yaml')], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/error FG_[A-Z_]+ \[[a-z]+\]/);
   });
 
   it('`fleetgate agent` without --config is a usage error (exit 2)', async () => {
