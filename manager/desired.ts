@@ -74,7 +74,8 @@ export class DesiredPublisher {
     return store.transaction(() => {
       const now = clock.now();
       return devices.map((d) => {
-        const prev = store.desired.get(d.id);
+        // Target and baseline only: the stored document's bytes are not needed here.
+        const prev = store.desired.targets(d.id);
         const baseline =
           opts.baseline !== undefined
             ? opts.baseline

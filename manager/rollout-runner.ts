@@ -33,6 +33,9 @@ type AssignEffect = Extract<Effect, { type: 'assign' }>;
 type BaselineEffect = Extract<Effect, { type: 'assign-baseline' }>;
 type AssignedDevice = { device: string; generation: number };
 
+/** Devices per FleetService.assign call of a large assignment (assignChunked). */
+const ASSIGN_CHUNK = 500;
+
 /** Causes that go away by themselves: the engine puts the devices back and tries again. */
 function isTransient(e: unknown): boolean {
   if (!(e instanceof FleetgateError)) return true; // SQLite busy, a socket error: not the device's fault
@@ -121,7 +124,8 @@ export class RolloutRunner {
       if (first) for (const x of r.rejected) refused.push(x.error);
       first = false;
       if (r.effects.length === 0) break;
-      if (r.effects[0]?.type === 'persist') this.deps.store.save(r.next, r.effects, this.deps.clock.now());
+      // this.state is what was saved last: only the devices changed since are written.
+      if (r.effects[0]?.type === 'persist') this.deps.store.save(r.next, r.effects, this.deps.clock.now(), this.state);
       const before = this.state.phase;
       this.state = r.next;
       if (this.state.phase !== before) {
@@ -196,7 +200,7 @@ export class RolloutRunner {
         trial: e.trial,
         ...(e.baseline !== null ? { baseline: e.baseline } : {}),
       };
-      const r = await this.tryAssign(todo, e.snapshot, opts);
+      const r = await this.assignChunked(todo, e.snapshot, opts);
       fed.push(...r.assigned);
       if (r.failed.length > 0) return [...this.assigned(fed), ...this.failed(r.failed)];
     }
@@ -210,7 +214,7 @@ export class RolloutRunner {
       const { fed, todo } = this.ensure(g.devices, g.snapshot, e.mode);
       fedAll.push(...fed);
       if (todo.length === 0) continue;
-      const r = await this.tryAssign(todo, g.snapshot, {
+      const r = await this.assignChunked(todo, g.snapshot, {
         rollout: e.rollout,
         stage: 'rollback',
         trial: this.rollbackTrial(),
@@ -254,6 +258,28 @@ export class RolloutRunner {
       else todo.push(id);
     }
     return { fed, todo };
+  }
+
+  /**
+   * Large assignments go out in chunks, each started once the one before was signed, stored and
+   * handed to the MQTT link, with a turn of the event loop in between: the first devices get their
+   * document (and start working) while the manager still signs for the others, and the broker
+   * (in this process) forwards them meanwhile. The chunks' PUBACKs are awaited together, not one
+   * chunk after another. 10,000 devices were one synchronous block of ~2.5 s before (issue 6).
+   */
+  private async assignChunked(
+    devices: readonly string[],
+    snapshot: string,
+    opts: Parameters<FleetServiceApi['assign']>[2],
+  ): Promise<{ assigned: AssignedDevice[]; failed: { devices: string[]; error: unknown }[] }> {
+    if (devices.length <= ASSIGN_CHUNK) return this.tryAssign(devices, snapshot, opts);
+    const parts: Promise<Awaited<ReturnType<RolloutRunner['tryAssign']>>>[] = [];
+    for (let i = 0; i < devices.length; i += ASSIGN_CHUNK) {
+      if (i > 0) await new Promise((r) => setImmediate(r));
+      parts.push(this.tryAssign(devices.slice(i, i + ASSIGN_CHUNK), snapshot, opts));
+    }
+    const done = await Promise.all(parts);
+    return { assigned: done.flatMap((d) => d.assigned), failed: done.flatMap((d) => d.failed) };
   }
 
   /**

@@ -5,11 +5,17 @@
  * step that produced it, so an event is never lost nor recorded twice), the outcome recorded
  * against the snapshot when a rollout ends, and `mark-snapshot` effects waiting to be applied.
  *
+ * The state is stored in two parts (migration 5): one row per device in `rollout_devices` and the
+ * rest in `rollouts.state` (its `devices` map and the stages' device lists empty). A step writes the
+ * rest and only the devices whose DeviceRun changed since the state saved before it (the engine
+ * copies on write, so an unchanged device is the same object): the cost of a step follows what it
+ * changed, not the fleet (issue 6: a whole-state JSON per step was 5 MB at 10,000 devices).
+ *
  * It opens its own connection to the manager's SQLite file (WAL: the FleetService's connection
  * and this one take turns; better-sqlite3 is synchronous, so a write never interleaves).
  */
 import type Database from 'better-sqlite3';
-import type { Effect, LedgerEvent, Outcome, RolloutPhase, RolloutState } from './rollout/index.js';
+import type { DeviceRun, Effect, LedgerEvent, Outcome, RolloutPhase, RolloutState } from './rollout/index.js';
 import { openDatabase } from './store/index.js';
 
 /** A `mark-snapshot` effect saved with the state and cleared once FleetService applied it. */
@@ -62,6 +68,16 @@ interface EventRow {
 }
 
 const COLUMNS = 'id, snapshot, label, name, phase, seq, created, updated, ended, forced, plan_text';
+
+/** The state without its devices (and with empty stage device lists): what `rollouts.state` holds. */
+function headOf(state: RolloutState): string {
+  return JSON.stringify({ ...state, devices: {}, stages: state.stages.map((s) => ({ ...s, devices: [] })) });
+}
+
+/** The stages' device lists changed (never in today's engine; then every device row is rewritten). */
+function sameStageLists(a: RolloutState, b: RolloutState): boolean {
+  return a.stages.length === b.stages.length && a.stages.every((s, i) => s.devices === b.stages[i]?.devices);
+}
 const ACTIVE: readonly RolloutPhase[] = ['pending', 'running', 'paused', 'rolling_back'];
 export const MAX_LEDGER_PER_QUERY = 10_000;
 
@@ -101,6 +117,10 @@ export class RolloutStore {
   private readonly insEvent;
   private readonly byId;
   private readonly stateOf;
+  private readonly devPut;
+  private readonly devUpd;
+  private readonly devDel;
+  private readonly devsOf;
 
   /** `db`: the manager's SQLite file (migrated to schema 3 or later if needed). */
   constructor(path: string) {
@@ -118,10 +138,72 @@ export class RolloutStore {
     );
     this.byId = this.db.prepare<[string], Row>(`SELECT ${COLUMNS} FROM rollouts WHERE id = ?`);
     this.stateOf = this.db.prepare<[string], { state: string }>('SELECT state FROM rollouts WHERE id = ?');
+    this.devPut = this.db.prepare(
+      `INSERT INTO rollout_devices (rollout, device, ord, data) VALUES (?, ?, ?, ?)
+       ON CONFLICT (rollout, device) DO UPDATE SET ord = excluded.ord, data = excluded.data`,
+    );
+    this.devUpd = this.db.prepare('UPDATE rollout_devices SET data = ? WHERE rollout = ? AND device = ?');
+    this.devDel = this.db.prepare('DELETE FROM rollout_devices WHERE rollout = ?');
+    this.devsOf = this.db.prepare<[string], { data: string }>(
+      'SELECT data FROM rollout_devices WHERE rollout = ? ORDER BY ord',
+    );
+  }
+
+  /** Every device row of the rollout, from scratch (a new rollout, or stage lists that changed). */
+  private putAllDevices(state: RolloutState): void {
+    this.devDel.run(state.id);
+    let ord = 0;
+    for (const st of state.stages) {
+      for (const id of st.devices) {
+        const dev = state.devices[id];
+        if (dev) this.devPut.run(state.id, id, ord, JSON.stringify(dev));
+        ord++;
+      }
+    }
+  }
+
+  /**
+   * The devices `state` changed since `prev` (the state saved before it), as rows; false when a
+   * row was missing (the caller rewrites them all).
+   */
+  private putChangedDevices(state: RolloutState, prev: RolloutState): boolean {
+    if (state.devices === prev.devices) return true; // no device touched: the engine did not copy the map
+    for (const [id, dev] of Object.entries(state.devices)) {
+      if (prev.devices[id] === dev) continue;
+      if (this.devUpd.run(JSON.stringify(dev), state.id, id).changes === 0) return false;
+    }
+    return true;
+  }
+
+  /**
+   * A stored state, whole again: the rest from `rollouts.state`, devices from their rows. A state
+   * saved before migration 5 (devices inside the JSON) is split into rows now, once.
+   */
+  private load(id: string, head: string): RolloutState {
+    const s = JSON.parse(head) as RolloutState;
+    if (Object.keys(s.devices).length > 0) {
+      this.db.transaction(() => {
+        this.putAllDevices(s);
+        this.db.prepare('UPDATE rollouts SET state = ? WHERE id = ?').run(headOf(s), id);
+      })();
+      return s;
+    }
+    const devices: Record<string, DeviceRun> = {};
+    const lists: string[][] = s.stages.map(() => []);
+    for (const r of this.devsOf.all(id)) {
+      const dev = JSON.parse(r.data) as DeviceRun;
+      devices[dev.id] = dev;
+      lists[dev.stage]?.push(dev.id);
+    }
+    return { ...s, devices, stages: s.stages.map((st, i) => ({ ...st, devices: lists[i] ?? [] })) };
   }
 
   /** A new rollout with its initial state (and the ledger events of its first steps). */
   insert(state: RolloutState, planText: string, forced: boolean, now: number): void {
+    this.db.transaction(() => this.insertRow(state, planText, forced, now))();
+  }
+
+  private insertRow(state: RolloutState, planText: string, forced: boolean, now: number): void {
     this.ins.run({
       id: state.id,
       snapshot: state.snapshot,
@@ -133,15 +215,18 @@ export class RolloutStore {
       updated: now,
       forced: forced ? 1 : 0,
       plan_text: planText,
-      state: JSON.stringify(state),
+      state: headOf(state),
     });
+    this.putAllDevices(state);
   }
 
   /**
    * Saves the state of one step with the ledger events, outcome and snapshot marks among its
-   * effects, in one transaction: the step's record is all there or not at all.
+   * effects, in one transaction: the step's record is all there or not at all. `prev`: the state
+   * saved (or loaded) before this one; only the devices changed since are written. Without it (or
+   * when the stages' device lists changed) every device row is rewritten.
    */
-  save(state: RolloutState, effects: readonly Effect[], now: number): void {
+  save(state: RolloutState, effects: readonly Effect[], now: number, prev?: RolloutState): void {
     const events: LedgerEvent[] = [];
     const marks: SnapshotMark[] = [];
     let outcome: Outcome | null = null;
@@ -158,11 +243,13 @@ export class RolloutStore {
         seq: state.seq,
         updated: now,
         ended: state.endedAt,
-        state: JSON.stringify(state),
+        state: headOf(state),
         outcome: outcome ? JSON.stringify(outcome) : null,
         marks: pending ? JSON.stringify(pending) : null,
       });
       if (r.changes === 0) throw new Error(`rollout ${state.id} is not stored`);
+      const partial = prev !== undefined && prev.id === state.id && sameStageLists(prev, state);
+      if (!partial || !this.putChangedDevices(state, prev)) this.putAllDevices(state);
       for (const e of events) {
         this.insEvent.run(state.id, state.seq, e.ts, e.kind, e.stage, e.device, JSON.stringify(e.data));
       }
@@ -185,7 +272,7 @@ export class RolloutStore {
 
   state(id: string): RolloutState | null {
     const r = this.stateOf.get(id);
-    return r ? (JSON.parse(r.state) as RolloutState) : null;
+    return r ? this.load(id, r.state) : null;
   }
 
   /** Newest first. */
@@ -209,11 +296,11 @@ export class RolloutStore {
   /** Every rollout a restarted manager must resume (not in a final phase). */
   activeStates(): RolloutState[] {
     return this.db
-      .prepare<[], { state: string }>(
-        `SELECT state FROM rollouts WHERE phase IN (${ACTIVE.map((p) => `'${p}'`).join(', ')}) ORDER BY created`,
+      .prepare<[], { id: string; state: string }>(
+        `SELECT id, state FROM rollouts WHERE phase IN (${ACTIVE.map((p) => `'${p}'`).join(', ')}) ORDER BY created`,
       )
       .all()
-      .map((r) => JSON.parse(r.state) as RolloutState);
+      .map((r) => this.load(r.id, r.state));
   }
 
   outcome(id: string): Outcome | null {

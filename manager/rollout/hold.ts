@@ -10,6 +10,22 @@ import { formatDuration } from './plan-values.js';
 import { failDevice, offlineOut, stop } from './progress.js';
 import type { DeviceRun } from './types.js';
 
+function sameVerdicts(
+  had: DeviceRun['gates'],
+  results: readonly { gate: { name: string }; result: { verdict: string; missing: readonly string[] } }[],
+): boolean {
+  if (Object.keys(had).length !== results.length) return false;
+  return results.every(({ gate, result }) => {
+    const g = had[gate.name];
+    return (
+      g !== undefined &&
+      g.verdict === result.verdict &&
+      g.missing.length === result.missing.length &&
+      g.missing.every((m, i) => m === result.missing[i])
+    );
+  });
+}
+
 export function evaluateHold(d: Draft, id: string, now: number, evidence: boolean): void {
   let dev = d.mustDev(id);
   if (dev.status !== 'holding') return;
@@ -25,10 +41,14 @@ export function evaluateHold(d: Draft, id: string, now: number, evidence: boolea
     for (const { gate, result } of results) ev[gate.name] = addEvidence(ev[gate.name], id, now, result);
     d.patchStage(dev.stage, { evidence: ev });
   }
-  const gates: Record<string, DeviceRun['gates'][string]> = {};
-  for (const { gate, result } of results)
-    gates[gate.name] = { verdict: result.verdict, at: now, missing: result.missing };
-  dev = d.patchDev(id, { gates });
+  // A timer re-check that reaches the verdicts the device already has changes nothing (`at` is when
+  // a verdict was reached): a hold waiting for conclusive data is then not saved on every tick.
+  if (evidence || !sameVerdicts(dev.gates, results)) {
+    const gates: Record<string, DeviceRun['gates'][string]> = {};
+    for (const { gate, result } of results)
+      gates[gate.name] = { verdict: result.verdict, at: now, missing: result.missing };
+    dev = d.patchDev(id, { gates });
+  }
   const broken = results.find((r) => r.result.error);
   if (broken?.result.error) {
     if (d.s.phase === 'running') {

@@ -167,6 +167,15 @@ function pausedTick(d: Draft, e: Ev<'tick'>): void {
 function rollbackTick(d: Draft, e: Ev<'tick'>): void {
   rollbackTimers(d, e.now);
 }
+/**
+ * A transient failure (`retry`) puts the devices back to pending and the next tick starts them
+ * again, not this step: re-assigning at once would spin for as long as the broker is down.
+ * Permanent failures may end the stage (all final) and move it on now.
+ */
+function runningAssignFailed(d: Draft, e: Ev<'assign-failed'>): void {
+  onAssignFailed(d, e);
+  if (!e.retry) advance(d, e.now);
+}
 /** Observations while running may move the stage on (a verdict can complete it). */
 function thenAdvance<K extends EventType>(h: Handler<K>): Handler<K> {
   return (d, e) => {
@@ -203,7 +212,7 @@ export const TRANSITIONS: { readonly [P in RolloutPhase]: TransitionRow } = {
     online: { run: thenAdvance<'online'>(onConnection), to: RUNNING_EXITS },
     offline: { run: onConnection, to: ['running'] },
     assigned: { run: onAssigned, to: ['running'] },
-    'assign-failed': { run: thenAdvance(onAssignFailed), to: RUNNING_EXITS },
+    'assign-failed': { run: runningAssignFailed, to: RUNNING_EXITS },
     restarted: { run: restarted, to: RUNNING_EXITS },
     sites: { run: sitesChanged, to: RUNNING_EXITS },
     pause: { run: pause, to: ['paused'] },

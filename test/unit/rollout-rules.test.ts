@@ -100,6 +100,17 @@ describe('holds: a device succeeds only after it committed and its gates held fo
     expect(m.dev('d1').status).toBe('succeeded');
   });
 
+  test('ticks that find the same inconclusive verdicts change nothing (no save per tick while waiting)', () => {
+    const m = new Manual(create(ONE(), [dev('d1', 's1')]));
+    m.start();
+    m.commit('d1', 1 * SEC);
+    m.health('d1', 2 * SEC, { runtime_healthy: true });
+    expect(m.tick(61 * SEC).effects[0]).toEqual({ type: 'persist' }); // pass -> inconclusive (stale)
+    const at = m.dev('d1').gates.health?.at;
+    for (let t = 62; t < 70; t++) expect(m.tick(t * SEC).effects).toEqual([]);
+    expect(m.dev('d1').gates.health).toMatchObject({ verdict: 'inconclusive', at });
+  });
+
   test('no conclusive data by hold end + deadline: timeout, naming the missing signals', () => {
     const m = new Manual(create(ONE(), [dev('d1', 's1')]));
     m.start();
@@ -245,12 +256,15 @@ describe('reports: what counts and what is ignored', () => {
       detail: 'x',
       retry: true,
     });
-    // Retried on the same step's advance: back to pending, then assigned again.
+    // Back to pending, and not re-assigned in the same step (that would spin while the broker is down).
+    expect(m.dev('d1').status).toBe('pending');
+    const assigns = () =>
+      m.effects.filter((e) => e.type === 'assign').map((e) => (e.type === 'assign' ? e.devices : []));
+    expect(assigns()).toEqual([['d1', 'd2', 'd3']]);
+    // The next tick starts it again.
+    m.send({ type: 'tick', now: T0 + 1_001 });
     expect(m.dev('d1').status).toBe('assigned');
-    expect(m.effects.filter((e) => e.type === 'assign').map((e) => (e.type === 'assign' ? e.devices : []))).toEqual([
-      ['d1', 'd2', 'd3'],
-      ['d1'],
-    ]);
+    expect(assigns()).toEqual([['d1', 'd2', 'd3'], ['d1']]);
     m.send({
       type: 'assign-failed',
       now: T0 + 2,
