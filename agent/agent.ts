@@ -168,9 +168,9 @@ export class Agent {
       this.desiredQueue = this.desiredQueue.then(() => this.onDesired(payload));
     });
     this.link.on('chunk', (payload) => this.downloader.onChunk(payload));
-    this.link.on('connected', () => {
+    this.link.on('connected', (_session, sessionPresent) => {
       void this.flushEvents();
-      this.downloader.resume();
+      this.downloader.resume(sessionPresent);
       void this.runner.connectivity(true);
       this.publishSignals();
     });

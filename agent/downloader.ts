@@ -4,6 +4,11 @@
  * store holds is always a prefix of the payload and a restart resumes from its length. The signed
  * size bounds everything: a chunk that would pass it is refused ("never accepts more bytes than
  * the signed size").
+ *
+ * The window counts requests in flight, not chunks waiting for the sink: a chunk that arrives
+ * asks for the next one before it is written, so the network never waits for the disk
+ * (docs/benchmarks.md "chunk-transfer"). Chunks received but not yet written are bounded too
+ * (`window` more), so a slow sink holds at most twice the window in memory.
  */
 import type { Logger } from 'pino';
 import { decodeChunk, encodeFetch, LIMITS } from '../protocol/messages.js';
@@ -51,6 +56,8 @@ interface Active {
   readonly onProgress: ((bytes: number, total: number) => void) | undefined;
   readonly pending: Map<number, Pending>;
   nextRequest: number;
+  /** Requests whose chunk has not arrived (the window); `pending` holds these plus chunks waiting for the sink. */
+  inFlight: number;
   written: number;
   writing: boolean;
   resolve: (r: Result<void>) => void;
@@ -100,6 +107,7 @@ export class ChunkDownloader {
         onProgress,
         pending: new Map(),
         nextRequest: job.offset,
+        inFlight: 0,
         written: job.offset,
         writing: false,
         resolve,
@@ -112,11 +120,24 @@ export class ChunkDownloader {
     if (this.active) this.finish(err('FG_INTERNAL', 'download cancelled'));
   }
 
-  /** The link came back: ask again for everything outstanding (a clean session lost the old requests). */
-  resume(): void {
+  /**
+   * The link came back. `sessionPresent` (the broker kept the device's session, DESIGN.md
+   * "Decisions taken"): the requests in flight are not lost — QoS 1 fetches the link had not got
+   * acknowledged are re-sent by the client, and the broker delivers the QoS 1 chunks it queued or
+   * had in flight — so nothing is asked again and only the timeouts restart (a chunk truly lost
+   * is asked again when its timer fires). Without a session (a first connect, a broker restart)
+   * everything outstanding is asked again at once.
+   */
+  resume(sessionPresent = false): void {
     const a = this.active;
     if (!a) return;
-    for (const p of a.pending.values()) if (!p.bytes) this.request(a, p);
+    for (const p of a.pending.values()) {
+      if (p.bytes) continue;
+      if (sessionPresent) {
+        this.clearTimer(p.timer);
+        p.timer = this.setTimer(() => this.onTimeout(a, p), this.timeoutMs);
+      } else this.request(a, p);
+    }
     this.fill();
   }
 
@@ -152,16 +173,20 @@ export class ChunkDownloader {
     }
     this.clearTimer(p.timer);
     p.bytes = msg.bytes;
+    a.inFlight--;
+    // Ask for the next chunk before this one is written: the request travels while the sink works.
+    this.fill();
     void this.drain(a);
   }
 
   private fill(): void {
     const a = this.active;
     if (!a || !this.link.connected) return;
-    while (a.pending.size < this.window && a.nextRequest < a.job.size) {
+    while (a.inFlight < this.window && a.pending.size < 2 * this.window && a.nextRequest < a.job.size) {
       const length = Math.min(this.chunkSize, a.job.size - a.nextRequest);
       const p: Pending = { offset: a.nextRequest, length, retries: 0, timer: undefined, bytes: undefined };
       a.pending.set(p.offset, p);
+      a.inFlight++;
       a.nextRequest += length;
       this.request(a, p);
     }
@@ -198,7 +223,9 @@ export class ChunkDownloader {
       for (;;) {
         const p = a.pending.get(a.written);
         if (!p?.bytes || this.active !== a) break;
-        await a.sink(p.offset, p.bytes);
+        const pending = a.sink(p.offset, p.bytes);
+        // A synchronous sink (the SQLite store) is not awaited: no extra turn of the event loop per chunk.
+        if (pending) await pending;
         if (this.active !== a) return;
         a.pending.delete(p.offset);
         a.written += p.bytes.byteLength;

@@ -2,6 +2,13 @@
  * The agent's MQTT link: one mqtt.js client, the device's own topics only (DESIGN.md "Topics"),
  * a retained `state` with will = `lost`, and reconnects with exponential backoff and full jitter
  * (mqtt.js' fixed reconnectPeriod would make a fleet reconnect in lockstep after a broker restart).
+ *
+ * The session is persistent (`clean: false`, DESIGN.md "Decisions taken"): across a disconnect
+ * the broker keeps the device's subscriptions and the QoS 1 messages for it (chunks in flight, a
+ * desired document), and mqtt.js re-sends the QoS 1 messages the broker had not acknowledged
+ * (fetch requests, events), so a download resumes without asking for a chunk twice. The
+ * subscriptions are still requested on every connect: that is what delivers the retained
+ * `desired` again (a duplicate is ignored by generation, the agent's replay rule).
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -32,7 +39,8 @@ export interface AgentLinkOptions {
 }
 
 export interface AgentLinkEvents {
-  connected: [session: number];
+  /** `sessionPresent`: the broker kept this device's session (and the QoS 1 messages queued for it). */
+  connected: [session: number, sessionPresent: boolean];
   disconnected: [];
   desired: [payload: Buffer];
   chunk: [payload: Buffer];
@@ -80,7 +88,7 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
     const options: IClientOptions = {
       clientId: `fg-${o.deviceId}`,
       protocolVersion: 4,
-      clean: true,
+      clean: false,
       keepalive: o.keepaliveS ?? 30,
       connectTimeout: o.connectTimeoutMs ?? 10_000,
       reconnectPeriod: 0, // we schedule reconnects ourselves, with jitter
@@ -95,7 +103,7 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
     };
     const client = mqtt.connect(o.url, options);
     this.client = client;
-    client.on('connect', () => this.onConnect(client));
+    client.on('connect', (connack) => this.onConnect(client, connack.sessionPresent === true));
     client.on('message', (topic, payload) => {
       if (topic === this.topics.desired) this.emit('desired', payload);
       else if (topic === this.topics.chunk) this.emit('chunk', payload);
@@ -113,7 +121,7 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
     };
   }
 
-  private onConnect(client: MqttClient): void {
+  private onConnect(client: MqttClient, sessionPresent: boolean): void {
     // A CONNACK can still arrive for a connect that was under way when close() ended the client:
     // its stores are closed by then (publishing would throw inside mqtt.js) and the socket would
     // stay open, keeping the process alive. End it for good.
@@ -123,6 +131,10 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
     }
     this.attempt = 0;
     this.up = true;
+    // Requests and chunks are small messages that wait for each other (fetch -> chunk -> next
+    // fetch): Nagle's algorithm would hold each behind the peer's delayed ACK. TLS sockets have
+    // the method too; a WebSocket stream does not.
+    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
     const log = this.opts.logger;
     const online = encodeJsonMessage(StateMessage, {
       status: 'online',
@@ -131,12 +143,16 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
       ...(this.opts.agentVersion ? { agent: this.opts.agentVersion } : {}),
     });
     client.publish(this.topics.state, Buffer.from(online), { qos: 1, retain: true });
-    client.subscribe({ [this.topics.desired]: { qos: 1 }, [this.topics.chunk]: { qos: 0 } }, (e, granted) => {
+    const subs = {
+      [this.topics.desired]: { qos: DEVICE_CHANNELS.desired.qos },
+      [this.topics.chunk]: { qos: DEVICE_CHANNELS.chunk.qos },
+    };
+    client.subscribe(subs, (e, granted) => {
       if (e) log.warn({ err: e.message }, 'subscribe failed');
       else if (granted?.some((g) => g.qos === 128)) log.error({ code: 'FG_TOPIC_FORBIDDEN' }, 'subscription refused');
     });
     log.info({ session: this.sessionNo }, 'connected');
-    this.emit('connected', this.sessionNo);
+    this.emit('connected', this.sessionNo, sessionPresent);
   }
 
   private onClose(): void {
@@ -203,8 +219,8 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
       ]);
       clearTimeout(timer);
     }
-    // Without a connection (or an ack), QoS 1 messages still in flight can never be delivered on a
-    // clean session, and mqtt.js' graceful end waits for them forever: force it. Bounded as well:
+    // Without a connection (or an ack), mqtt.js' graceful end waits for the QoS 1 messages still in
+    // flight forever: force it (the broker keeps what it queued for the session). Bounded as well:
     // mqtt.js waits for its stream's 'close', which never comes again for a stream already gone
     // while the client still counts itself connected (seen when a socket is destroyed under load).
     let endTimer: NodeJS.Timeout | undefined;

@@ -11,6 +11,16 @@
  * INSERT of that chunk plus an UPDATE of the slot's `stored` count in one transaction, so after a
  * crash the count is exactly the bytes that survive and the download resumes from it. (Appending
  * to one growing BLOB would rewrite the whole row on every chunk: O(n^2) bytes written.)
+ *
+ * Chunk appends alone commit with synchronous=NORMAL (no fsync; docs/benchmarks.md
+ * "chunk-transfer": one fsync per 64 KiB chunk was most of a download's time). That gives up
+ * nothing the store promises: in WAL mode a NORMAL commit is still atomic, and survives a crash of
+ * the process (the frames are in the OS's cache); only a power loss or OS crash can roll back the
+ * last such commits, and then whole transactions, oldest kept — `stored` still counts exactly the
+ * chunks that survive and the download resumes from there. WAL frames are synced in order, so the
+ * next FULL commit (the machine state, `markStaged`, the switch) makes every earlier chunk durable
+ * too: nothing that depends on a chunk can survive a power loss that the chunk did not. The
+ * payload is verified by its SHA-256 before `markStaged` in any case.
  */
 import Database from 'better-sqlite3';
 import type { SlotName, SlotState } from '../protocol/messages.js';
@@ -35,6 +45,9 @@ import type { BootRecord, SlotInfo, SlotStore, SlotTarget } from './slot-store.j
 import type { MachineState } from './update-types.js';
 
 const SCHEMA_VERSION = 1;
+
+/** SQLite's default: a commit that leaves the WAL longer than this many pages checkpoints it. */
+const WAL_AUTOCHECKPOINT_PAGES = 1000;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slot (
@@ -198,8 +211,25 @@ export class SqliteSlotStore implements SlotStore {
   }
 
   appendChunk(slot: SlotName, offset: number, bytes: Uint8Array): number {
-    this.tx((rows) => planAppendChunk(rows, slot, offset, bytes));
-    return this.slot(slot).stored;
+    let stored = 0;
+    this.guard();
+    // NORMAL for this one commit only (see the file comment); FULL is back before anything else
+    // runs. Not prepared statements: SQLite applies these pragmas when it compiles them, not on
+    // each run. No automatic checkpoint inside a download either: it would fsync the WAL and the
+    // database file in the middle of it (~20 ms for 4 MiB here); the next other commit runs it.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('wal_autocheckpoint = 0');
+    try {
+      this.tx((rows) => {
+        const writes = planAppendChunk(rows, slot, offset, bytes);
+        stored = rows.slots[slot].stored + bytes.byteLength;
+        return writes;
+      });
+    } finally {
+      this.db.pragma('synchronous = FULL');
+      this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    }
+    return stored;
   }
 
   readPayload(slot: SlotName): Uint8Array {

@@ -340,9 +340,16 @@ export class UpdateRunner {
   private startDownload(slot: SlotName, snapshot: string, size: number, offset: number): void {
     const token = ++this.downloadToken;
     const current = () => token === this.downloadToken && !this.halted;
+    // The machine hears of progress once per tenth of the payload, not per chunk: each event it
+    // acts on is a saved state (a synchronous=FULL commit, an fsync), and the chunks themselves
+    // are stored durably enough to resume from (agent/sqlite-slot-store.ts).
+    const tenth = (n: number) => Math.floor((n * 10) / Math.max(1, size));
+    let told = tenth(offset);
     const sink = (at: number, bytes: Uint8Array) => {
       if (!current()) throw new Error('download superseded');
       const stored = this.o.store.appendChunk(slot, at, bytes);
+      if (tenth(stored) === told && stored !== size) return;
+      told = tenth(stored);
       void this.push(() => ({ type: 'chunk-stored', stored }));
     };
     this.o.downloader.download({ snapshot, size, offset }, sink).then(

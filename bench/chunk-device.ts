@@ -63,7 +63,7 @@ serveParent({
     });
     downloader = d;
     l.on('chunk', (p) => d.onChunk(p));
-    l.on('connected', () => d.resume());
+    l.on('connected', (_s, sessionPresent) => d.resume(sessionPresent));
     l.on('disconnected', () => disconnects++);
     l.start();
     store = new SqliteSlotStore(s.storePath);

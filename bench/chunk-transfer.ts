@@ -204,7 +204,15 @@ export const chunkTransferBench: Bench = {
   name: 'chunk-transfer',
   description: '4 MiB bundle: agent downloader vs chunk server through the embedded broker, vs a raw publish; resume',
   async run({ quick, log }) {
-    const r = await measureChunkTransfer({ payloadBytes: 4 * 2 ** 20, repeats: quick ? 2 : 7 });
+    // For exploring other settings; the figures use the agent's defaults.
+    const window = Number(process.env.FG_BENCH_CHUNK_WINDOW) || undefined;
+    const chunkSize = Number(process.env.FG_BENCH_CHUNK_SIZE) || undefined;
+    const r = await measureChunkTransfer({
+      payloadBytes: 4 * 2 ** 20,
+      repeats: quick ? 2 : 7,
+      ...(window ? { window } : {}),
+      ...(chunkSize ? { chunkSize } : {}),
+    });
     log(
       `chunked ms: ${r.chunkedMs.map((v) => v.toFixed(0)).join(', ')}; raw ms: ${r.rawMs.map((v) => v.toFixed(0)).join(', ')}`,
     );

@@ -10,6 +10,16 @@
  * once but answered when its token is due, up to `maxQueued` requests in debt; a well-behaved
  * windowed downloader (agent/downloader.ts keeps a few requests in flight) is smoothed rather than
  * failed, and a flood beyond the debt is refused with FG_FETCH_RATE_LIMITED.
+ *
+ * Cost per chunk (docs/benchmarks.md "chunk-transfer"): the authorisation is looked up on every
+ * request (device, its desired targets: a reassignment or a removal takes effect at the next
+ * fetch), but what does not change is kept: a snapshot's size (snapshots are immutable, content
+ * addressed), and the encoded chunk messages themselves — the same `{snapshot, offset, total,
+ * bytes}` for every device of a rollout, so a thousand devices fetching one payload cost one read
+ * and one CBOR encoding per chunk. The cache is bounded by bytes (least recently used goes).
+ *
+ * Chunks (and refusals) go out at QoS 1 (DESIGN.md "Decisions taken"): with the agent's
+ * persistent session the broker keeps the ones in flight across a short disconnect.
  */
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../protocol/errors.js';
@@ -27,6 +37,12 @@ export interface RateSpec {
 
 export const DEFAULT_FETCH_RATE: RateSpec = { perSecond: 200, burst: 64 };
 
+/** Encoded chunk messages kept for other devices fetching the same payload. */
+export const DEFAULT_CHUNK_CACHE_BYTES = 32 * 1024 * 1024;
+
+/** Snapshot sizes kept (ids are content addresses: a size never changes). */
+const SIZE_CACHE_ENTRIES = 64;
+
 interface Bucket {
   tokens: number;
   at: number;
@@ -35,13 +51,15 @@ interface Bucket {
 export interface ChunkServerOptions {
   readonly store: Store;
   readonly reader: PayloadReader;
-  readonly link: Pick<MqttLink, 'publishQos0'>;
+  readonly link: Pick<MqttLink, 'publish'>;
   readonly prefix: string;
   readonly clock: Clock;
   readonly logger: Logger;
   readonly rate?: RateSpec;
   /** Requests a device may have waiting for a token before new ones are refused. Default 32. */
   readonly maxQueued?: number;
+  /** Bytes of encoded chunk messages kept (0: none). Default DEFAULT_CHUNK_CACHE_BYTES. */
+  readonly cacheBytes?: number;
   /** Called for each refusal (the service logs an event for it, rate-limited). */
   readonly onRefused?: (device: string, snapshot: string, code: ErrorCode, detail: string) => void;
 }
@@ -52,11 +70,24 @@ export class ChunkServer {
   private readonly rate: RateSpec;
   private readonly maxQueued: number;
   private closed = false;
-  readonly counters = { served: 0, bytes: 0, malformed: 0, refused: {} as Record<string, number> };
+  private readonly sizes = new Map<string, number>();
+  /** `snapshot:offset:length` -> encoded chunk message, least recently used first. */
+  private readonly encoded = new Map<string, Uint8Array>();
+  private encodedBytes = 0;
+  private readonly cacheBytes: number;
+  readonly counters = {
+    served: 0,
+    bytes: 0,
+    malformed: 0,
+    /** Chunks answered from the encoded-message cache. */
+    cached: 0,
+    refused: {} as Record<string, number>,
+  };
 
   constructor(private readonly opts: ChunkServerOptions) {
     this.rate = opts.rate ?? DEFAULT_FETCH_RATE;
     this.maxQueued = opts.maxQueued ?? 32;
+    this.cacheBytes = opts.cacheBytes ?? DEFAULT_CHUNK_CACHE_BYTES;
   }
 
   /** One message from `{p}/devices/{device}/fetch`. Never throws. */
@@ -79,13 +110,13 @@ export class ChunkServer {
       this.refuse(device, snapshot, offset, 'FG_FETCH_REFUSED', 'snapshot is not assigned to this device');
       return;
     }
-    const snap = this.opts.store.snapshots.get(snapshot);
-    if (!snap) {
+    const size = this.sizeOf(snapshot);
+    if (size === null) {
       this.refuse(device, snapshot, offset, 'FG_FETCH_REFUSED', 'snapshot is not stored');
       return;
     }
-    if (offset > snap.size || (offset === snap.size && snap.size > 0)) {
-      this.refuse(device, snapshot, offset, 'FG_FETCH_RANGE', `offset ${offset}, size ${snap.size}`);
+    if (offset > size || (offset === size && size > 0)) {
+      this.refuse(device, snapshot, offset, 'FG_FETCH_RANGE', `offset ${offset}, size ${size}`);
       return;
     }
     const wait = this.take(device);
@@ -93,7 +124,7 @@ export class ChunkServer {
       this.refuse(device, snapshot, offset, 'FG_FETCH_RATE_LIMITED', `over ${this.rate.perSecond}/s`);
       return;
     }
-    const serve = () => this.serve(device, snapshot, snap.size, offset, Math.min(length, LIMITS.maxChunk));
+    const serve = () => this.serve(device, snapshot, size, offset, Math.min(length, LIMITS.maxChunk));
     if (wait <= 0) {
       serve();
       return;
@@ -109,6 +140,18 @@ export class ChunkServer {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    this.encoded.clear();
+    this.encodedBytes = 0;
+  }
+
+  private sizeOf(snapshot: string): number | null {
+    const hit = this.sizes.get(snapshot);
+    if (hit !== undefined) return hit;
+    const snap = this.opts.store.snapshots.get(snapshot);
+    if (!snap) return null; // not cached: a snapshot pushed later is found then
+    if (this.sizes.size >= SIZE_CACHE_ENTRIES) this.sizes.clear();
+    this.sizes.set(snapshot, snap.size);
+    return snap.size;
   }
 
   /** ms to wait for this request's token (0 = now), or null when the device is too deep in debt. */
@@ -128,27 +171,52 @@ export class ChunkServer {
   }
 
   private serve(device: string, snapshot: string, size: number, offset: number, length: number): void {
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = this.opts.reader.read(snapshot, size, offset, length);
-    } catch (e) {
-      this.opts.logger.error({ err: e, device, snapshot }, 'payload read failed');
-      this.refuse(device, snapshot, offset, 'FG_INTERNAL', 'payload read failed');
-      return;
+    const n = Math.min(size, offset + length) - offset;
+    const key = `${snapshot}:${offset}:${n}`;
+    let msg = this.encoded.get(key);
+    if (msg) {
+      this.encoded.delete(key);
+      this.encoded.set(key, msg); // most recently used last
+      this.counters.cached++;
+    } else {
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = this.opts.reader.read(snapshot, size, offset, n);
+      } catch (e) {
+        this.opts.logger.error({ err: e, device, snapshot }, 'payload read failed');
+        this.refuse(device, snapshot, offset, 'FG_INTERNAL', 'payload read failed');
+        return;
+      }
+      msg = encodeChunk({ snapshot, offset, total: size, bytes });
+      this.remember(key, msg);
     }
-    const msg = encodeChunk({ snapshot, offset, total: size, bytes });
-    this.opts.link.publishQos0(deviceTopic(this.opts.prefix, device, 'chunk'), msg);
+    this.publish(device, msg);
     this.counters.served++;
-    this.counters.bytes += bytes.byteLength;
+    this.counters.bytes += n;
+  }
+
+  private remember(key: string, msg: Uint8Array): void {
+    if (msg.byteLength > this.cacheBytes) return;
+    this.encoded.set(key, msg);
+    this.encodedBytes += msg.byteLength;
+    for (const [k, v] of this.encoded) {
+      if (this.encodedBytes <= this.cacheBytes) break;
+      this.encoded.delete(k);
+      this.encodedBytes -= v.byteLength;
+    }
+  }
+
+  /** QoS 1, not awaited: a chunk that does not arrive is asked for again by the device's timer. */
+  private publish(device: string, msg: Uint8Array): void {
+    this.opts.link
+      .publish(deviceTopic(this.opts.prefix, device, 'chunk'), msg, { qos: 1, retain: false })
+      .catch((e: unknown) => this.opts.logger.debug({ err: e, device }, 'chunk publish failed'));
   }
 
   private refuse(device: string, snapshot: string, offset: number, code: ErrorCode, detail: string): void {
     this.counters.refused[code] = (this.counters.refused[code] ?? 0) + 1;
     this.opts.logger.warn({ device, snapshot, offset, code, detail }, 'fetch refused');
-    this.opts.link.publishQos0(
-      deviceTopic(this.opts.prefix, device, 'chunk'),
-      encodeChunk({ snapshot, offset, error: code, detail }),
-    );
+    this.publish(device, encodeChunk({ snapshot, offset, error: code, detail }));
     this.opts.onRefused?.(device, snapshot, code, detail);
   }
 }

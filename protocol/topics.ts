@@ -14,8 +14,10 @@ export const DEVICE_CHANNELS = {
   health: { dir: 'up', retained: true, qos: 0, encoding: 'json' },
   telemetry: { dir: 'up', retained: true, qos: 0, encoding: 'json' },
   events: { dir: 'up', retained: false, qos: 1, encoding: 'json' },
-  fetch: { dir: 'up', retained: false, qos: 0, encoding: 'cbor' },
-  chunk: { dir: 'down', retained: false, qos: 0, encoding: 'cbor' },
+  // QoS 1 with the agent's persistent session: requests and chunks in flight survive a short
+  // disconnect, so a resumed download asks for nothing twice (DESIGN.md "Decisions taken").
+  fetch: { dir: 'up', retained: false, qos: 1, encoding: 'cbor' },
+  chunk: { dir: 'down', retained: false, qos: 1, encoding: 'cbor' },
 } as const satisfies Record<string, { dir: 'up' | 'down'; retained: boolean; qos: 0 | 1; encoding: 'json' | 'cbor' }>;
 
 export type DeviceChannel = keyof typeof DEVICE_CHANNELS;

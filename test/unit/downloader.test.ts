@@ -177,4 +177,63 @@ describe('ChunkDownloader', () => {
     });
     expect(r.ok ? 'ok' : `${r.error.code}/${r.error.category}`).toBe('FG_STORAGE_WRITE/storage');
   });
+
+  it('asks for the next chunks while the sink is still writing, holding at most twice the window', async () => {
+    const payload = randomBytes(160_000);
+    const srv = fakeServer(payload);
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, window: 2 });
+    srv.attach(d);
+    let release: () => void = () => undefined;
+    let writes = 0;
+    const p = d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {
+      writes++;
+      return writes === 1 ? new Promise<void>((r) => (release = r)) : undefined;
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    // The first write hangs: the window kept asking (2 in flight) until 2 x 2 chunks were held.
+    expect(writes).toBe(1);
+    expect(srv.asked.length).toBe(4);
+    release();
+    expect((await p).ok).toBe(true);
+    expect(srv.asked.length).toBe(16);
+  });
+
+  it('after a reconnect with the session kept, asks for nothing again: the broker delivers what was in flight', async () => {
+    const payload = randomBytes(80_000);
+    const held: Array<() => void> = [];
+    let offline = false;
+    const srv = fakeServer(payload);
+    const deliver = srv.link.publish.bind(srv.link);
+    // While the device is away, the broker queues the chunks of its session instead of losing them.
+    srv.link.publish = async (channel, bytes) => {
+      if (offline) held.push(() => void deliver(channel, bytes));
+      else await deliver(channel, bytes);
+    };
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, window: 4 });
+    srv.attach(d);
+    let n = 0;
+    const p = d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {
+      if (++n === 2) offline = true; // the requests asked from here on wait in the session
+    });
+    await new Promise((r) => setTimeout(r, 10));
+    offline = false;
+    d.resume(true);
+    for (const h of held.splice(0)) h();
+    expect((await p).ok).toBe(true);
+    expect(srv.asked.length).toBe(8); // every chunk asked once
+  });
+
+  it('after a reconnect without a session, asks again for everything outstanding', async () => {
+    const payload = randomBytes(40_000);
+    let lost = true;
+    const srv = fakeServer(payload, { drop: (offset) => lost && offset >= 10_000 });
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, window: 4 });
+    srv.attach(d);
+    const p = d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => undefined);
+    await new Promise((r) => setTimeout(r, 10));
+    lost = false;
+    d.resume(false);
+    expect((await p).ok).toBe(true);
+    expect(srv.asked.map((a) => a.offset)).toEqual([0, 10_000, 20_000, 30_000, 10_000, 20_000, 30_000]);
+  });
 });

@@ -17,6 +17,9 @@ describe('chunk server', () => {
   let out: Array<{ topic: string; msg: ChunkMessage }>;
   let server: ChunkServer;
   let refused: string[];
+  let qos: number[];
+  let pub: DesiredPublisher;
+  let repo: SnapshotRepository;
   const b1 = testBundle({ files: [{ path: 'blob', mode: 0o644, data: new Uint8Array(200_000).fill(7) }] });
   const b2 = testBundle({ tag: 'other' });
 
@@ -26,7 +29,8 @@ describe('chunk server', () => {
     clock = new ManualClock();
     out = [];
     refused = [];
-    const repo = new SnapshotRepository({
+    qos = [];
+    repo = new SnapshotRepository({
       store: t.store,
       dataDir: t.dir,
       releaseKeys: [publicOf(k.release)],
@@ -37,7 +41,7 @@ describe('chunk server', () => {
     await repo.push(b2.bytes);
     for (const id of ['gw-1', 'gw-2']) t.store.devices.insert(device(id), fakeCredential(id));
     const link = { connected: true, publish: async () => {} } as unknown as MqttLink;
-    const pub = new DesiredPublisher({
+    pub = new DesiredPublisher({
       store: t.store,
       link,
       managerKey: k.manager,
@@ -51,9 +55,10 @@ describe('chunk server', () => {
       store: t.store,
       reader: new PayloadReader((id) => `${t.dir}/snapshots/${id}.payload`),
       link: {
-        publishQos0: (topic: string, payload: Uint8Array) => {
+        publish: async (topic: string, payload: Uint8Array, opts: { qos: 0 | 1; retain: boolean }) => {
           const m = decodeChunk(payload);
           if (!m.ok) throw new Error(m.error.message);
+          qos.push(opts.qos);
           out.push({ topic, msg: m.value });
         },
       },
@@ -123,5 +128,37 @@ describe('chunk server', () => {
     fetch('gw-2', b2.id, 0);
     expect(out.at(-1)).toMatchObject({ topic: 'fleetgate/v1/devices/gw-2/chunk', msg: { snapshot: b2.id, offset: 0 } });
     expect('bytes' in out.at(-1)!.msg).toBe(true);
+  });
+
+  it('serves a chunk asked by several devices from one encoding, at QoS 1, and bounds the cache', () => {
+    t.store.devices.insert(device('gw-3'), fakeCredential('gw-3'));
+    pub.assign([device('gw-3')], repo.resolve(b1.id));
+    fetch('gw-1', b1.id, 0);
+    fetch('gw-3', b1.id, 0);
+    expect(out.map((o) => o.topic.split('/')[3])).toEqual(['gw-1', 'gw-3']);
+    expect(out[0]!.msg).toEqual(out[1]!.msg);
+    expect(server.counters.cached).toBe(1);
+    expect(qos).toEqual([1, 1]);
+    // A cache smaller than one message keeps nothing: every chunk is read and encoded again.
+    const tiny = new ChunkServer({
+      store: t.store,
+      reader: new PayloadReader((id) => `${t.dir}/snapshots/${id}.payload`),
+      link: { publish: async () => {} },
+      prefix: 'fleetgate/v1',
+      clock,
+      logger: silent,
+      cacheBytes: 1024,
+    });
+    tiny.handle('gw-1', encodeFetch({ snapshot: b1.id, offset: 0, length: 65_536 }));
+    tiny.handle('gw-1', encodeFetch({ snapshot: b1.id, offset: 0, length: 65_536 }));
+    expect(tiny.counters).toMatchObject({ served: 2, cached: 0 });
+    tiny.close();
+  });
+
+  it('checks the assignment on every request: a device whose document is withdrawn is refused at once', async () => {
+    fetch('gw-1', b1.id, 0);
+    await pub.clear('gw-1');
+    fetch('gw-1', b1.id, 65_536);
+    expect(out.map((o) => ('error' in o.msg ? o.msg.error : 'bytes'))).toEqual(['bytes', 'FG_FETCH_REFUSED']);
   });
 });

@@ -39,8 +39,9 @@ describe('the topic table of DESIGN.md', () => {
     expect(retained).toEqual(['desired', 'health', 'reported', 'state', 'telemetry']);
     const cbor = DEVICE_CHANNEL_NAMES.filter((c) => DEVICE_CHANNELS[c].encoding === 'cbor').sort();
     expect(cbor).toEqual(['chunk', 'desired', 'fetch']);
-    // "QoS 1" in the table: desired, reported, events
-    for (const c of ['desired', 'reported', 'events'] as const) expect(DEVICE_CHANNELS[c].qos).toBe(1);
+    // "QoS 1" in the table: desired, reported, events; fetch and chunk with the persistent session
+    for (const c of ['desired', 'reported', 'events', 'fetch', 'chunk'] as const)
+      expect(DEVICE_CHANNELS[c].qos).toBe(1);
   });
 });
 
