@@ -49,7 +49,7 @@ import { Ingest, type IngestChanges } from './ingest.js';
 import { type MqttConnectOptions, MqttLink } from './mqtt-link.js';
 import { Registry } from './registry.js';
 import { PayloadReader, SnapshotRepository } from './snapshots.js';
-import { Store } from './store/index.js';
+import { type LatestState, Store } from './store/index.js';
 
 export * from './fleet-types.js';
 
@@ -145,6 +145,13 @@ export interface FleetServiceApi {
     opts?: AssignOptions & { force?: boolean },
   ): Promise<AssignResult>;
   getDesired(deviceId: string): DesiredRecord | null;
+  /**
+   * The device's latest state as ingested (connection, reported, health, telemetry, arrival
+   * counters) without the store reads of getDevice; null: nothing heard from it yet. The rollout
+   * engine reads it per device update (issue 6). Optional: without it callers use getDevice.
+   * FG_DEVICE_NOT_FOUND for unknown and removed devices.
+   */
+  latest?(deviceId: string): LatestState | null;
 
   drift(filter?: { device?: string }): DriftRecord[];
   events(filter?: EventFilter): EventRecord[];
@@ -413,6 +420,11 @@ export class FleetService implements FleetServiceApi {
 
   getDesired(deviceId: string): DesiredRecord | null {
     return this.store.desired.get(deviceId);
+  }
+
+  latest(deviceId: string): LatestState | null {
+    if (!this.registry.isLive(deviceId)) throw FleetgateError.of('FG_DEVICE_NOT_FOUND', deviceId);
+    return this.ingest.get(deviceId) ?? null;
   }
 
   // --- drift, events, stats ---

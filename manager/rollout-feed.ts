@@ -11,15 +11,56 @@
  */
 import type { GateValue } from '../protocol/gates/index.js';
 import type { EventMessage } from '../protocol/messages.js';
+import { arrivalStats } from './arrival.js';
 import type { DeviceDetail, EventRecord, FleetServiceApi, FleetUpdate } from './fleet-service.js';
-import { events, type RolloutEvent, type RolloutState } from './rollout/index.js';
+import { type EventType, events, type RolloutEvent, type RolloutState, TRANSITIONS } from './rollout/index.js';
 
 /** A device-level signal time: the manager's receive time, never later than `now`. */
 function at(ts: number | null, now: number): number {
   return ts === null ? now : Math.min(ts, now);
 }
 
-function connection(d: DeviceDetail, now: number): RolloutEvent {
+/** What the engine reads of a device's latest state (a DeviceDetail has it all). */
+type Latest = Pick<
+  DeviceDetail,
+  'id' | 'state' | 'reported' | 'health' | 'healthAt' | 'telemetry' | 'telemetryAt' | 'arrival'
+>;
+
+/**
+ * The device's latest state from FleetService.latest (ingestion's memory, no store reads) when the
+ * service has it, else from getDevice (three store reads and a summary: at 10,000 devices, one per
+ * report was a large part of a rollback; issue 6). null: the device is gone.
+ */
+function latestOf(fleet: FleetServiceApi, id: string, now: number): Latest | null {
+  if (!fleet.latest) {
+    try {
+      return fleet.getDevice(id);
+    } catch {
+      return null; // removed meanwhile
+    }
+  }
+  let l: ReturnType<NonNullable<FleetServiceApi['latest']>>;
+  try {
+    l = fleet.latest(id);
+  } catch {
+    return null; // removed meanwhile
+  }
+  return {
+    id,
+    state: l?.status ?? 'unknown',
+    reported: l?.reported ?? null,
+    health: l?.health ?? null,
+    healthAt: l?.healthAt ?? null,
+    telemetry: l?.telemetry ?? null,
+    telemetryAt: l?.telemetryAt ?? null,
+    arrival: {
+      health: arrivalStats(l?.arrival.health ?? null, now),
+      telemetry: arrivalStats(l?.arrival.telemetry ?? null, now),
+    },
+  };
+}
+
+function connection(d: Latest, now: number): RolloutEvent {
   return { type: d.state === 'online' ? 'online' : 'offline', now, device: d.id };
 }
 
@@ -42,6 +83,14 @@ export function behaviorOf(
   return { type: 'signals', now, device: e.device, source: 'behavior', snapshot, values };
 }
 
+/** The engine event each kind of live update becomes ('state' is online or offline: both or neither are handled). */
+const EVENT_OF: Record<'state' | 'reported' | 'health' | 'telemetry', EventType> = {
+  state: 'online',
+  reported: 'reported',
+  health: 'signals',
+  telemetry: 'signals',
+};
+
 /** Engine events for one live update about a device of the rollout. */
 export function liveEvents(
   fleet: FleetServiceApi,
@@ -59,12 +108,11 @@ export function liveEvents(
     return b ? [b] : [];
   }
   if (u.type === 'drift') return [];
-  let d: DeviceDetail;
-  try {
-    d = fleet.getDevice(u.device);
-  } catch {
-    return []; // removed meanwhile
-  }
+  // What the rollout's phase ignores (health and telemetry while it rolls back) costs no device
+  // lookup: at 10,000 devices those arrive by the thousand per second (issue 6 (b)).
+  if (!TRANSITIONS[state.phase][EVENT_OF[u.type]]) return [];
+  const d = latestOf(fleet, u.device, now);
+  if (!d) return [];
   switch (u.type) {
     case 'state':
       return [connection(d, now)];

@@ -215,6 +215,11 @@ export class RolloutService {
     return this.detailOf(row, state, this.store.outcome(id), opts);
   }
 
+  /** Just the phase (no report built: pollers of a 10,000-device rollout). FG_ROLLOUT_NOT_FOUND. */
+  phase(id: string): RolloutState['phase'] {
+    return this.runners.get(id)?.state.phase ?? this.requireRow(id).phase;
+  }
+
   /** pause, resume, abort, rollback: FG_ROLLOUT_STATE when the rollout's phase does not allow it. */
   async command(id: string, type: RolloutCommand, reason?: string): Promise<RolloutDetail> {
     this.requireStarted();
