@@ -100,7 +100,12 @@ export class DriftTracker {
     const now = clock.now();
     const ids = devices ? [...new Set(devices)] : store.devices.list().map((d) => d.id);
     const openByDevice = new Map<string, DriftRecord[]>();
-    for (const d of store.drift.list()) {
+    // A few devices (a flush's reports): their own rows, not every open drift of the fleet.
+    const open =
+      devices && ids.length <= 1_000
+        ? ids.flatMap((id) => (store.drift.has(id) ? store.drift.list(id) : []))
+        : store.drift.list();
+    for (const d of open) {
       const list = openByDevice.get(d.device) ?? [];
       list.push(d);
       openByDevice.set(d.device, list);

@@ -159,6 +159,12 @@ export interface FleetServiceApi {
 
   /** Writes buffered ingestion now (tests, shutdown, API reads that must see the latest). */
   flush(): void;
+  /**
+   * Devices enrolled, removed or given a new desired document after `version` (no fleet update
+   * announces those), and the version to ask with next; `devices` null: more changed than is kept,
+   * re-read all. Optional: a view without it re-reads the fleet.
+   */
+  deviceChangesSince?(version: number): { version: number; devices: readonly string[] | null };
   /** Returns an unsubscribe function. Listeners must not throw (errors are logged and ignored). */
   subscribe(listener: (u: FleetUpdate) => void): () => void;
 }
@@ -461,6 +467,11 @@ export class FleetService implements FleetServiceApi {
 
   flush(): void {
     this.ingest.flush();
+  }
+
+  deviceChangesSince(version: number): { version: number; devices: readonly string[] | null } {
+    const j = this.store.journal;
+    return { version: j.version, devices: j.since(version) };
   }
 
   subscribe(listener: (u: FleetUpdate) => void): () => void {

@@ -86,9 +86,17 @@ export function validateDeviceInput(input: AddDeviceInput): DeviceRecord & { rem
 export class Registry {
   /** Ids of registered, not removed devices (ingestion and the chunk server ask per message). */
   private readonly live = new Set<string>();
+  /**
+   * Every device row, removed ones too: the registry is the only writer of the devices table, and
+   * the dashboard, the rollout feed and assign read a device per message or per device (issue 6).
+   */
+  private readonly records = new Map<string, DeviceRecord>();
 
   constructor(private readonly opts: RegistryOptions) {
-    for (const d of opts.store.devices.list()) if (d.removed === null) this.live.add(d.id);
+    for (const d of opts.store.devices.list()) {
+      this.records.set(d.id, d);
+      if (d.removed === null) this.live.add(d.id);
+    }
   }
 
   isLive(id: string): boolean {
@@ -108,6 +116,7 @@ export class Registry {
     const cred = await this.hash(v.id, secret, now);
     // Checked again inside the transaction: two concurrent adds of one id race across the await.
     if (!this.opts.store.devices.insert(device, cred)) throw FleetgateError.of('FG_DEVICE_EXISTS', v.id);
+    this.records.set(v.id, device);
     this.live.add(v.id);
     this.opts.onLiveChange?.(v.id, true);
     this.opts.onCredentialChange(v.id);
@@ -146,6 +155,7 @@ export class Registry {
     const device = this.requireLive(id);
     const now = this.opts.clock.now();
     this.opts.store.devices.remove(id, now);
+    this.records.set(id, { ...device, removed: now });
     this.live.delete(id);
     this.opts.onLiveChange?.(id, false);
     this.opts.onCredentialChange(id);
@@ -163,7 +173,7 @@ export class Registry {
 
   /** FG_DEVICE_NOT_FOUND for unknown and removed devices. */
   requireLive(id: string): DeviceRecord {
-    const d = this.opts.store.devices.get(id);
+    const d = this.records.get(id);
     if (!d || d.removed !== null) throw FleetgateError.of('FG_DEVICE_NOT_FOUND', id);
     return d;
   }
@@ -218,10 +228,10 @@ export class Registry {
   /** FG_DEVICE_NOT_FOUND for unknown ids; removed devices are shown (with `removed` set). */
   detail(id: string): DeviceDetail {
     const { store, clock } = this.opts;
-    const d = store.devices.get(id);
+    const d = this.records.get(id);
     if (!d) throw FleetgateError.of('FG_DEVICE_NOT_FOUND', id);
     const desired = store.desired.get(id);
-    const drift = store.drift.list(id);
+    const drift = store.drift.has(id) ? store.drift.list(id) : [];
     const s = this.summary(d, desired?.snapshot ?? null, drift.length > 0);
     const l = this.opts.latestOf(id);
     const now = clock.now();

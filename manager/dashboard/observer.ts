@@ -10,10 +10,16 @@
  * and hands batched changes to listeners (the SSE hub) every `batchMs`.
  *
  * Work per flush is bounded by the devices that changed; one getDevice per changed device and
- * batch (three indexed SQLite reads). A sample lists all devices once (every 5 s by default).
+ * batch (a few indexed SQLite reads). The observer keeps every live device's row, so a sample
+ * counts those in memory; what changes a row without a device message (enrolment, removal, a new
+ * desired document) it learns from FleetService.deviceChangesSince and re-reads only those
+ * devices. It lists the whole fleet only until its first scan is done, or when more devices
+ * changed than that journal keeps (issue 6 (f): listing 10,000 devices every 5 s cost ~10 % of a
+ * core).
  */
 import type { Logger } from 'pino';
 import { categoryHint, type ErrorCategory } from '../../protocol/errors.js';
+import { arrivalStats } from '../arrival.js';
 import type {
   Clock,
   DeviceDetail,
@@ -139,7 +145,7 @@ interface DeviceHistory {
   missing: number;
 }
 
-function summaryOf(d: DeviceDetail): DeviceSummary {
+function summaryOf(d: DeviceSummary): DeviceSummary {
   return {
     id: d.id,
     site: d.site,
@@ -194,11 +200,18 @@ export class FleetObserver {
   private readonly extras = new Map<string, Extras>();
   private readonly histories = new Map<string, DeviceHistory>();
   private readonly lastRow = new Map<string, string>();
+  /** Every live device's row as last read (complete once the first scan is done). */
+  private readonly cache = new Map<string, FleetRow>();
+  private complete = false;
+  /** deviceChangesSince version already applied; null: the service keeps no journal. */
+  private journalVersion: number | null = null;
   private readonly series: Ring<FleetSample>;
   private readonly outcomes = new Map<string, SnapshotOutcome>();
   private readonly batchListeners = new Set<(b: FleetBatch) => void>();
   private readonly sampleListeners = new Set<(s: FleetSample) => void>();
   private pending = new Map<string, number>();
+  /** Pending devices that only sent health or telemetry: their row is rebuilt from memory, no store read. */
+  private numbersOnly = new Set<string>();
   /** Rows whose numbers changed but nothing worth an immediate update (sent with the next sample). */
   private quiet = new Map<string, FleetRow>();
   private pendingEvents: EventRecord[] = [];
@@ -226,6 +239,8 @@ export class FleetObserver {
   start(): void {
     if (this.unsubscribe) return;
     this.unsubscribe = this.svc.subscribe((u) => this.onUpdate(u));
+    // The version before the first scan: whatever changes during it is re-read afterwards.
+    this.journalVersion = this.svc.deviceChangesSince?.(-1).version ?? null;
     this.backfillOutcomes();
     this.scanAll();
     this.sample();
@@ -260,7 +275,10 @@ export class FleetObserver {
   /** Devices changed by something that emits no fleet update (an assignment): refresh them soon. */
   touch(ids: readonly string[]): void {
     const now = this.clock.now();
-    for (const id of ids) if (!this.pending.has(id)) this.pending.set(id, now);
+    for (const id of ids) {
+      if (!this.pending.has(id)) this.pending.set(id, now);
+      this.numbersOnly.delete(id);
+    }
   }
 
   /** Every live device as the fleet table shows it. */
@@ -323,7 +341,47 @@ export class FleetObserver {
       return;
     }
     // The first flush that carried a change is the one whose lag counts.
-    if (!this.pending.has(u.device)) this.pending.set(u.device, now);
+    const numbers = u.type === 'health' || u.type === 'telemetry';
+    if (!this.pending.has(u.device)) {
+      this.pending.set(u.device, now);
+      if (numbers) this.numbersOnly.add(u.device);
+    } else if (!numbers) {
+      this.numbersOnly.delete(u.device);
+    }
+  }
+
+  /**
+   * A device's detail as far as the table needs it, from its cached row and its latest state in
+   * memory: only for devices that sent nothing but health and telemetry since the row was read
+   * (what 10,000 devices do every 10 s), whose summary cannot have changed but for `lastSeen`.
+   */
+  private fromLatest(id: string): DeviceDetail | undefined {
+    const row = this.cache.get(id);
+    if (!row || !this.svc.latest) return undefined;
+    let l: ReturnType<NonNullable<FleetServiceApi['latest']>>;
+    try {
+      l = this.svc.latest(id);
+    } catch {
+      return undefined; // removed: getDevice says so
+    }
+    if (!l) return undefined;
+    const now = this.clock.now();
+    const r = l.reported;
+    return {
+      ...summaryOf(row),
+      lastSeen: l.lastSeen,
+      activeSlot: r?.active_slot ?? null,
+      slots: r?.slots ?? null,
+      reported: r,
+      reportedAt: l.reportedAt,
+      health: l.health,
+      healthAt: l.healthAt,
+      telemetry: l.telemetry,
+      telemetryAt: l.telemetryAt,
+      arrival: { health: arrivalStats(l.arrival.health, now), telemetry: arrivalStats(l.arrival.telemetry, now) },
+      desired: null,
+      drift: [],
+    };
   }
 
   private ledger(e: EventRecord, flushedAt: number): void {
@@ -384,12 +442,14 @@ export class FleetObserver {
         const id = ids[i]!;
         if (this.extras.has(id)) continue;
         try {
-          this.absorb(this.svc.getDevice(id), null);
+          const d = this.svc.getDevice(id);
+          if (d.removed === null) this.absorb(d, null);
         } catch {
           // removed meanwhile
         }
       }
       if (i < ids.length && this.unsubscribe) this.scanning = setImmediate(slice);
+      else if (i >= ids.length) this.complete = true;
     };
     slice();
   }
@@ -442,22 +502,26 @@ export class FleetObserver {
       h.reportedTs = r.ts;
       lag(r.ts);
     }
-    return { ...summaryOf(d), ...extras };
+    const row = { ...summaryOf(d), ...extras };
+    this.cache.set(d.id, row);
+    return row;
   }
 
   private processPending(): void {
     if (this.pending.size === 0 && this.pendingEvents.length === 0) return;
     const pending = this.pending;
+    const numbersOnly = this.numbersOnly;
     const events = this.pendingEvents;
     this.pending = new Map();
+    this.numbersOnly = new Set();
     this.pendingEvents = [];
     const rows: FleetRow[] = [];
     const removed: string[] = [];
     const quiet = this.batchListeners.size > 0;
     for (const [id, flushedAt] of pending) {
-      let d: DeviceDetail;
+      let d: DeviceDetail | undefined = numbersOnly.has(id) ? this.fromLatest(id) : undefined;
       try {
-        d = this.svc.getDevice(id);
+        d ??= this.svc.getDevice(id);
       } catch {
         continue; // never registered (a stray event)
       }
@@ -498,6 +562,7 @@ export class FleetObserver {
   }
 
   private forget(id: string): void {
+    this.cache.delete(id);
     this.quiet.delete(id);
     this.extras.delete(id);
     this.histories.delete(id);
@@ -518,9 +583,40 @@ export class FleetObserver {
   private sample(): void {
     this.lastSampleAt = this.clock.now();
     const started = performance.now();
-    const devices = this.svc.listDevices();
-    const { sample: s, rows } = this.measure(devices);
-    // Rows whose summary changed without a fleet update (assignments made elsewhere, drift sweeps).
+    const s = this.refreshed() ? this.count(this.cache.values()) : this.rescan();
+    const quietRows = [...this.quiet.values()].filter((r) => this.cache.has(r.id));
+    this.quiet = new Map();
+    this.emitBatch({ rows: quietRows, removed: [], events: [], quiet: true });
+    this.period = { drops: 0, missing: 0 };
+    this.series.push(s);
+    this.sampleCostMs = performance.now() - started;
+    for (const l of this.sampleListeners) {
+      try {
+        l(s);
+      } catch (e) {
+        this.opts.logger.error({ err: e }, 'dashboard sample listener failed');
+      }
+    }
+  }
+
+  /**
+   * Brings the row cache up to date with what changed without a device message (the journal) and
+   * with pending updates; false when the cache cannot be trusted (first scan not done, no journal,
+   * or the journal overflowed): then the caller lists the fleet.
+   */
+  private refreshed(): boolean {
+    if (!this.complete || this.journalVersion === null || !this.svc.deviceChangesSince) return false;
+    const c = this.svc.deviceChangesSince(this.journalVersion);
+    this.journalVersion = c.version;
+    if (c.devices === null) return false;
+    this.touch(c.devices);
+    this.processPending();
+    return true;
+  }
+
+  /** Lists every device: rows whose summary changed without a fleet update, removed ones; the cache anew. */
+  private rescan(): FleetSample {
+    const { sample: s, rows } = this.measure(this.svc.listDevices());
     const changed: FleetRow[] = [];
     const live = new Set<string>();
     for (const row of rows) {
@@ -536,24 +632,19 @@ export class FleetObserver {
       if (!live.has(id)) removed.push(id);
     }
     for (const id of removed) this.forget(id);
+    this.cache.clear();
+    for (const row of rows) this.cache.set(row.id, row);
     this.emitBatch({ rows: changed, removed, events: [], quiet: false });
-    const quietRows = [...this.quiet.values()].filter((r) => live.has(r.id));
-    this.quiet = new Map();
-    this.emitBatch({ rows: quietRows, removed: [], events: [], quiet: true });
-    this.period = { drops: 0, missing: 0 };
-    this.series.push(s);
-    this.sampleCostMs = performance.now() - started;
-    for (const l of this.sampleListeners) {
-      try {
-        l(s);
-      } catch (e) {
-        this.opts.logger.error({ err: e }, 'dashboard sample listener failed');
-      }
-    }
+    return s;
   }
 
   /** Counts for a sample (the period's drops so far included) and the rows they came from. */
   private measure(devices: readonly DeviceSummary[]): { sample: FleetSample; rows: FleetRow[] } {
+    const rows = devices.map((d) => this.rowOf(d));
+    return { sample: this.count(rows), rows };
+  }
+
+  private count(rows: Iterable<FleetRow>): FleetSample {
     const phases: Record<string, number> = Object.fromEntries(PHASE_KEYS.map((p) => [p, 0]));
     let online = 0;
     let lost = 0;
@@ -562,28 +653,27 @@ export class FleetObserver {
     let gapMax: number | null = null;
     let gapSum = 0;
     let gapN = 0;
-    const rows: FleetRow[] = [];
-    for (const d of devices) {
+    let total = 0;
+    for (const d of rows) {
+      total++;
       const k = d.phase ?? 'none';
       phases[k] = (phases[k] ?? 0) + 1;
       if (d.state === 'online') online++;
       else if (d.state === 'lost') lost++;
       if (d.drifting) drifting++;
-      const e = this.extras.get(d.id);
-      if (e?.failure) failed++;
-      if (d.state === 'online' && e?.telemetry) {
-        gapMax = Math.max(gapMax ?? 0, e.telemetry.gap);
-        gapSum += e.telemetry.gap;
+      if (d.failure) failed++;
+      if (d.state === 'online' && d.telemetry) {
+        gapMax = Math.max(gapMax ?? 0, d.telemetry.gap);
+        gapSum += d.telemetry.gap;
         gapN++;
       }
-      rows.push(this.rowOf(d));
     }
-    const sample: FleetSample = {
+    return {
       ts: this.clock.now(),
-      total: devices.length,
+      total,
       online,
       lost,
-      unknown: devices.length - online - lost,
+      unknown: total - online - lost,
       drifting,
       phases,
       gap_max: gapMax,
@@ -592,7 +682,6 @@ export class FleetObserver {
       missing: this.period.missing,
       failed,
     };
-    return { sample, rows };
   }
 
   private safely(what: string, f: () => void): void {

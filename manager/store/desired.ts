@@ -6,6 +6,7 @@
 import type { TrialSpec } from '../../protocol/messages.js';
 import type { DesiredRecord } from '../fleet-types.js';
 import type { Db } from './db.js';
+import type { DeviceJournal } from './journal.js';
 
 interface DesiredRow {
   device: string;
@@ -50,7 +51,10 @@ export class DesiredRepo {
   private readonly genGet;
   private readonly genPut;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    private readonly journal?: DeviceJournal,
+  ) {
     this.byDevice = db.prepare<[string], DesiredRow>('SELECT * FROM desired WHERE device = ?');
     this.all = db.prepare<[], DesiredRow>('SELECT * FROM desired ORDER BY device');
     this.expiring = db.prepare<[number], DesiredRow>('SELECT * FROM desired WHERE expires < ? ORDER BY expires');
@@ -129,6 +133,7 @@ export class DesiredRepo {
     });
     this.histIns.run(d.device, d.generation, d.snapshot, d.rollout, d.stage, d.issued);
     this.genPut.run(d.device, d.generation);
+    this.journal?.record(d.device);
   }
 
   /** Raises the high-water mark without issuing (a device reported a generation we do not know). */
@@ -137,7 +142,7 @@ export class DesiredRepo {
   }
 
   delete(device: string): void {
-    this.del.run(device);
+    if (this.del.run(device).changes > 0) this.journal?.record(device);
   }
 
   transaction<T>(fn: () => T): T {

@@ -1,6 +1,7 @@
 /** Devices and their credentials (a salted scrypt hash, never the secret). */
 import type { DeviceRecord } from '../fleet-types.js';
 import type { Db } from './db.js';
+import type { DeviceJournal } from './journal.js';
 
 interface DeviceRow {
   id: string;
@@ -49,7 +50,10 @@ export class DeviceRepo {
   private readonly credDel;
   private readonly brokerCreds;
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    private readonly journal?: DeviceJournal,
+  ) {
     this.byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE id = ?');
     this.all = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY id');
     // Keyset pages walk the primary key: no OFFSET, stable while devices are enrolled meanwhile.
@@ -117,6 +121,7 @@ export class DeviceRepo {
       if (existing) this.revive.run(d.site, labels, d.hardware, adapters, d.created, d.id);
       else this.ins.run(d.id, d.site, labels, d.hardware, adapters, d.created);
       this.putCredential(cred);
+      this.journal?.record(d.id);
       return true;
     })();
   }
@@ -126,6 +131,7 @@ export class DeviceRepo {
     return this.db.transaction(() => {
       const changed = this.rm.run(at, id).changes > 0;
       this.credDel.run(id);
+      if (changed) this.journal?.record(id);
       return changed;
     })();
   }

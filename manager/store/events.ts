@@ -99,16 +99,20 @@ export class EventRepo {
 export class DriftRepo {
   private readonly all;
   private readonly byDevice;
-  private readonly anyOf;
   private readonly devices;
+  private readonly perDevice;
+  /** Open drift kinds per device, kept with the table (Store.transaction resyncs it after a rollback). */
+  private readonly openKinds = new Map<string, number>();
   private readonly ins;
   private readonly upd;
   private readonly del;
 
   constructor(db: Db) {
     this.all = db.prepare<[], DriftRecord>('SELECT device, kind, since, detail FROM drift ORDER BY device, kind');
-    this.anyOf = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM drift WHERE device = ? LIMIT 1');
-    this.devices = db.prepare<[], { n: number }>('SELECT COUNT(DISTINCT device) AS n FROM drift');
+    this.devices = db.prepare<[], { device: string; n: number }>(
+      'SELECT device, COUNT(*) AS n FROM drift GROUP BY device',
+    );
+    this.perDevice = db.prepare<[string], { n: number }>('SELECT COUNT(*) AS n FROM drift WHERE device = ?');
     this.byDevice = db.prepare<[string], DriftRecord>(
       'SELECT device, kind, since, detail FROM drift WHERE device = ? ORDER BY kind',
     );
@@ -121,18 +125,25 @@ export class DriftRepo {
     return device === undefined ? this.all.all() : this.byDevice.all(device);
   }
 
-  /** Has the device any open drift? */
+  /** Has the device any open drift? (From memory: list views ask per device.) */
   has(device: string): boolean {
-    return this.anyOf.get(device) !== undefined;
+    return this.openKinds.has(device);
   }
 
   /** Devices with open drift. */
   deviceCount(): number {
-    return this.devices.get()?.n ?? 0;
+    return this.openKinds.size;
+  }
+
+  /** Re-reads the per-device counts from the table (after a transaction that wrote drift rolled back). */
+  resync(): void {
+    this.openKinds.clear();
+    for (const r of this.devices.all()) this.openKinds.set(r.device, r.n);
   }
 
   open(d: DriftRecord): void {
     this.ins.run(d.device, d.kind, d.since, d.detail);
+    this.recount(d.device);
   }
 
   updateDetail(device: string, kind: DriftKind, detail: string): void {
@@ -140,6 +151,12 @@ export class DriftRepo {
   }
 
   close(device: string, kind: DriftKind): void {
-    this.del.run(device, kind);
+    if (this.del.run(device, kind).changes > 0) this.recount(device);
+  }
+
+  private recount(device: string): void {
+    const n = this.perDevice.get(device)?.n ?? 0;
+    if (n > 0) this.openKinds.set(device, n);
+    else this.openKinds.delete(device);
   }
 }

@@ -3,6 +3,7 @@ import { type Db, openDatabase } from './db.js';
 import { DesiredRepo } from './desired.js';
 import { DeviceRepo } from './devices.js';
 import { DriftRepo, EventRepo } from './events.js';
+import { DeviceJournal } from './journal.js';
 import { LatestRepo } from './latest.js';
 import { SnapshotRepo } from './snapshots.js';
 
@@ -13,14 +14,17 @@ export class Store {
   readonly latest: LatestRepo;
   readonly events: EventRepo;
   readonly drift: DriftRepo;
+  /** Devices whose registry row or desired document changed (see journal.ts). */
+  readonly journal = new DeviceJournal();
 
   constructor(readonly db: Db) {
-    this.devices = new DeviceRepo(db);
+    this.devices = new DeviceRepo(db, this.journal);
     this.snapshots = new SnapshotRepo(db);
-    this.desired = new DesiredRepo(db);
+    this.desired = new DesiredRepo(db, this.journal);
     this.latest = new LatestRepo(db);
     this.events = new EventRepo(db);
     this.drift = new DriftRepo(db);
+    this.drift.resync();
   }
 
   static open(path: string): Store {
@@ -28,7 +32,13 @@ export class Store {
   }
 
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    try {
+      return this.db.transaction(fn)();
+    } catch (e) {
+      // Rolled back: drift rows written inside are gone, so is what the repository counted of them.
+      this.drift.resync();
+      throw e;
+    }
   }
 
   close(): void {
@@ -39,6 +49,7 @@ export class Store {
 export { type Db, migrate, openDatabase, schemaVersion } from './db.js';
 export type { StoredCredential } from './devices.js';
 export type { NewEvent } from './events.js';
+export { DeviceJournal } from './journal.js';
 export { emptyLatest, type LatestState } from './latest.js';
 export { MIGRATIONS } from './migrations.js';
 export type { StoredSnapshot } from './snapshots.js';
