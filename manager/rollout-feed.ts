@@ -137,14 +137,13 @@ export function catchUpEvents(
   now: number,
   opts: { signalsOnly?: boolean } = {},
 ): RolloutEvent[] {
+  // Baseline signals only matter to gates (`baseline.X`, sustained comparisons): a plan without
+  // gates needs none, and 10,000 devices' worth would be read and stepped for nothing.
+  if (opts.signalsOnly && state.plan.gates.length === 0) return [];
   const out: RolloutEvent[] = [];
   for (const dev of Object.values(state.devices)) {
-    let d: DeviceDetail;
-    try {
-      d = fleet.getDevice(dev.id);
-    } catch {
-      continue;
-    }
+    const d = latestOf(fleet, dev.id, now);
+    if (!d) continue;
     if (!opts.signalsOnly) {
       out.push(connection(d, now));
       if (d.reported) out.push(events.reported(d.id, d.reported, now));

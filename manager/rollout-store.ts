@@ -15,7 +15,15 @@
  * and this one take turns; better-sqlite3 is synchronous, so a write never interleaves).
  */
 import type Database from 'better-sqlite3';
-import type { DeviceRun, Effect, LedgerEvent, Outcome, RolloutPhase, RolloutState } from './rollout/index.js';
+import {
+  changedDevices,
+  type DeviceRun,
+  type Effect,
+  type LedgerEvent,
+  type Outcome,
+  type RolloutPhase,
+  type RolloutState,
+} from './rollout/index.js';
 import { openDatabase } from './store/index.js';
 
 /** A `mark-snapshot` effect saved with the state and cleared once FleetService applied it. */
@@ -168,8 +176,12 @@ export class RolloutStore {
    */
   private putChangedDevices(state: RolloutState, prev: RolloutState): boolean {
     if (state.devices === prev.devices) return true; // no device touched: the engine did not copy the map
-    for (const [id, dev] of Object.entries(state.devices)) {
-      if (prev.devices[id] === dev) continue;
+    // The engine's list of what the step wrote; else a scan by identity (10,000 entries cost more
+    // than the rows a step usually writes).
+    const ids = changedDevices(state, prev) ?? Object.keys(state.devices);
+    for (const id of ids) {
+      const dev = state.devices[id];
+      if (dev === undefined || prev.devices[id] === dev) continue;
       if (this.devUpd.run(JSON.stringify(dev), state.id, id).changes === 0) return false;
     }
     return true;

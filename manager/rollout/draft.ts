@@ -15,6 +15,8 @@ export class Draft {
   readonly s: Writable<RolloutState>;
   readonly effects: Effect[] = [];
   changed = false;
+  /** Ids of the devices this step wrote (the store saves only those: rollout-store.ts). */
+  readonly touched = new Set<string>();
   private readonly stages: StageRun[];
   private devices: Record<string, DeviceRun> | null = null;
 
@@ -47,6 +49,7 @@ export class Draft {
     const cur = this.mustDev(id);
     const next = { ...cur, ...patch };
     this.devices[id] = next;
+    this.touched.add(id);
     const open = (r: DeviceRun['rollback']) => r !== null && (r.status === 'pending' || r.status === 'assigned');
     if (open(next.rollback) !== open(cur.rollback)) {
       this.s.rollbackOpen += open(next.rollback) ? 1 : -1;

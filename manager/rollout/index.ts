@@ -15,7 +15,7 @@ export {
   dryRun,
   scheduleStage,
 } from './dry-run.js';
-export { nextWake, step, stepAll } from './engine.js';
+export { changedDevices, nextWake, step, stepAll } from './engine.js';
 export { lineageOf, type RegressionCheck, regressionChecks, withRegressionChecks } from './learning.js';
 export { checkPlan, MAX_PLAN_BYTES, type PlanIssue, parsePlan } from './plan.js';
 export * from './plan-types.js';
