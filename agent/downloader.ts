@@ -8,7 +8,13 @@
  * The window counts requests in flight, not chunks waiting for the sink: a chunk that arrives
  * asks for the next one before it is written, so the network never waits for the disk
  * (docs/benchmarks.md "chunk-transfer"). Chunks received but not yet written are bounded too
- * (`window` more), so a slow sink holds at most twice the window in memory.
+ * (`BUFFERED_EXTRA` beyond the window), so a slow sink holds little more than the window.
+ *
+ * Defaults, chosen by measurement (docs/benchmarks.md "chunk-transfer"): 256 KiB chunks (the
+ * protocol's maximum), 16 in flight — 4 MiB asked at once, so a payload of that size costs about
+ * one round trip instead of one per 8 chunks. A chunk times out only when nothing at all arrived
+ * for `timeoutMs`: with that much in flight, a slow link (a 1 Mbit/s uplink needs 30 s for
+ * 4 MiB) would otherwise time the last chunks of the window out while they are still coming.
  */
 import type { Logger } from 'pino';
 import { decodeChunk, encodeFetch, LIMITS } from '../protocol/messages.js';
@@ -30,6 +36,12 @@ export interface DownloadJob {
 
 /** Receives bytes in order. It may be async (a slot-store write); the next chunk waits for it. */
 export type ChunkSink = (offset: number, bytes: Uint8Array) => void | Promise<void>;
+
+/** Chunks a download may hold received but not yet written, beyond the window. */
+const BUFFERED_EXTRA = 4;
+
+export const DEFAULT_CHUNK_SIZE = LIMITS.maxChunk;
+export const DEFAULT_WINDOW = 16;
 
 export interface DownloaderOptions {
   readonly chunkSize?: number;
@@ -78,8 +90,8 @@ export class ChunkDownloader {
     private readonly link: ChunkLink,
     opts: DownloaderOptions = {},
   ) {
-    this.chunkSize = Math.min(opts.chunkSize ?? 64 * 1024, LIMITS.maxChunk);
-    this.window = Math.max(1, opts.window ?? 8);
+    this.chunkSize = Math.min(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, LIMITS.maxChunk);
+    this.window = Math.max(1, opts.window ?? DEFAULT_WINDOW);
     this.timeoutMs = opts.timeoutMs ?? 5_000;
     this.maxRetries = opts.maxRetries ?? 5;
     this.setTimer = opts.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
@@ -174,6 +186,12 @@ export class ChunkDownloader {
     this.clearTimer(p.timer);
     p.bytes = msg.bytes;
     a.inFlight--;
+    // Progress: the requests still out get a full timeout from now (see the file comment).
+    for (const q of a.pending.values()) {
+      if (q.bytes) continue;
+      this.clearTimer(q.timer);
+      q.timer = this.setTimer(() => this.onTimeout(a, q), this.timeoutMs);
+    }
     // Ask for the next chunk before this one is written: the request travels while the sink works.
     this.fill();
     void this.drain(a);
@@ -182,7 +200,7 @@ export class ChunkDownloader {
   private fill(): void {
     const a = this.active;
     if (!a || !this.link.connected) return;
-    while (a.inFlight < this.window && a.pending.size < 2 * this.window && a.nextRequest < a.job.size) {
+    while (a.inFlight < this.window && a.pending.size < this.window + BUFFERED_EXTRA && a.nextRequest < a.job.size) {
       const length = Math.min(this.chunkSize, a.job.size - a.nextRequest);
       const p: Pending = { offset: a.nextRequest, length, retries: 0, timer: undefined, bytes: undefined };
       a.pending.set(p.offset, p);

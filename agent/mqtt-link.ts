@@ -4,11 +4,11 @@
  * (mqtt.js' fixed reconnectPeriod would make a fleet reconnect in lockstep after a broker restart).
  *
  * The session is persistent (`clean: false`, DESIGN.md "Decisions taken"): across a disconnect
- * the broker keeps the device's subscriptions and the QoS 1 messages for it (chunks in flight, a
- * desired document), and mqtt.js re-sends the QoS 1 messages the broker had not acknowledged
- * (fetch requests, events), so a download resumes without asking for a chunk twice. The
- * subscriptions are still requested on every connect: that is what delivers the retained
- * `desired` again (a duplicate is ignored by generation, the agent's replay rule).
+ * the broker keeps the device's subscriptions and the QoS 1 chunks in flight for it, and mqtt.js
+ * re-sends the QoS 1 messages the broker had not acknowledged (fetch requests, events), so a
+ * download resumes without asking for a chunk twice. The subscriptions are still requested on
+ * every connect: that is what delivers the retained `desired` again (a duplicate is ignored by
+ * generation, the agent's replay rule).
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -143,8 +143,12 @@ export class AgentLink extends EventEmitter<AgentLinkEvents> implements Link {
       ...(this.opts.agentVersion ? { agent: this.opts.agentVersion } : {}),
     });
     client.publish(this.topics.state, Buffer.from(online), { qos: 1, retain: true });
+    // `desired` at QoS 0 on purpose: the session would otherwise queue every document published
+    // while the device is away (a re-sign twice a day, forever for a device that never returns),
+    // and the retained copy, delivered on this subscribe at every connect, already brings the
+    // latest one. `chunk` at QoS 1: the broker keeps those in flight across a drop.
     const subs = {
-      [this.topics.desired]: { qos: DEVICE_CHANNELS.desired.qos },
+      [this.topics.desired]: { qos: 0 as const },
       [this.topics.chunk]: { qos: DEVICE_CHANNELS.chunk.qos },
     };
     client.subscribe(subs, (e, granted) => {

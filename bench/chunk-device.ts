@@ -21,7 +21,7 @@ interface Setup {
   snapshot: string;
   size: number;
   sha256: string;
-  /** Downloader overrides (default: the agent's, 64 KiB and 8 in flight). */
+  /** Downloader overrides (default: the agent's, 256 KiB and 16 in flight). */
   chunkSize?: number;
   window?: number;
 }
@@ -87,6 +87,7 @@ serveParent({
     const d0 = disconnects;
     const parts: Uint8Array[] = [];
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const r = await d.download({ snapshot: s.snapshot, size: s.size, offset: 0 }, (off, bytes) => {
       if (intoStore) st.appendChunk('B', off, bytes);
       else parts.push(bytes);
@@ -97,11 +98,18 @@ serveParent({
       }
     });
     const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
     if (!r.ok) throw new Error(`download failed: ${r.error.message}`);
     const h = createHash('sha256');
     for (const c of intoStore ? st.chunks('B') : parts) h.update(c);
     if (h.digest('hex') !== s.sha256) throw new Error('downloaded payload digest mismatch');
-    return { ms, cut: cutDone, disconnects: disconnects - d0, unexpected: d.unexpected };
+    return {
+      ms,
+      cpuMs: (cpu.user + cpu.system) / 1000,
+      cut: cutDone,
+      disconnects: disconnects - d0,
+      unexpected: d.unexpected,
+    };
   },
 
   async closeLink() {

@@ -1,6 +1,6 @@
 /**
  * A 4 MiB bundle over MQTT chunks (issue "Simulator and benchmarks" (c)): the real agent pieces
- * (AgentLink + ChunkDownloader, 64 KiB chunks, 8 in flight, every chunk written to a SqliteSlotStore
+ * (AgentLink + ChunkDownloader with the agent's defaults, 256 KiB chunks, 16 in flight, every chunk written to a SqliteSlotStore
  * on disk as the agent does; in a child process, bench/chunk-device.ts) against the manager's chunk
  * server (FleetService, in this process) through the embedded broker, vs a raw mqtt.js publish of
  * the same bytes through the same broker (one QoS 1 message, manager principal in this process ->
@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
+import { DEFAULT_CHUNK_SIZE } from '../agent/downloader.js';
 import { deviceTopic } from '../protocol/topics.js';
 import { epochMs, forkBench, sleep, startBenchFleet } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
@@ -24,16 +25,20 @@ export interface ChunkTransferResult {
   readonly chunkedMemoryMs: number[];
   /** One QoS 1 publish of the payload, publisher -> subscriber, ms per repeat. */
   readonly rawMs: number[];
-  /** The payload as 64 KiB QoS 0 messages, all published at once, ms per repeat. */
+  /** The payload as QoS 1 messages of the downloader's chunk size, all published at once, ms per repeat. */
   readonly rawPiecesMs: number[];
+  /** CPU ms per download into the slot store: device process, manager + broker process. */
+  readonly cpu: { readonly device: number[]; readonly manager: number[] };
   /** Resumed download: chunks served in total, chunks the payload has, re-sent = the difference. */
   readonly resume: { readonly served: number; readonly chunks: number; readonly resent: number };
 }
 
-const CHUNK = 64 * 1024;
+const CHUNK = DEFAULT_CHUNK_SIZE;
 
 interface Downloaded {
   ms: number;
+  /** CPU time of the device process during the download (load-independent, unlike `ms`). */
+  cpuMs: number;
   cut: boolean;
   disconnects: number;
 }
@@ -81,14 +86,19 @@ export async function measureChunkTransfer(opts: {
 
     const chunkedMs: number[] = [];
     const chunkedMemoryMs: number[] = [];
+    const cpu = { device: [] as number[], manager: [] as number[] };
     for (let i = 0; i < opts.repeats + 1; i++) {
       await refill();
+      const c0 = process.cpuUsage();
       const st = await device.call<Downloaded>('download', { sink: 'store' });
+      const c = process.cpuUsage(c0);
       await refill();
       const mem = await device.call<Downloaded>('download', { sink: 'memory' });
       if (i === 0) continue; // warm-up
       chunkedMs.push(st.ms);
       chunkedMemoryMs.push(mem.ms);
+      cpu.device.push(st.cpuMs);
+      cpu.manager.push((c.user + c.system) / 1000);
     }
 
     // Resume: the device's socket drops once half the payload is stored.
@@ -128,7 +138,7 @@ export async function measureChunkTransfer(opts: {
       const one = await once(() => p.publish(topic, payload, { qos: 1 }));
       const pieces = await once(() => {
         for (let off = 0; off < payload.byteLength; off += CHUNK) {
-          p.publish(topic, payload.subarray(off, off + CHUNK), { qos: 0 });
+          p.publish(topic, payload.subarray(off, off + CHUNK), { qos: 1 });
         }
       });
       if (i === 0) continue;
@@ -141,6 +151,7 @@ export async function measureChunkTransfer(opts: {
       chunkedMemoryMs,
       rawMs,
       rawPiecesMs,
+      cpu,
       resume: { served, chunks, resent: served - chunks },
     };
   } finally {
@@ -178,10 +189,16 @@ export function chunkTransferFigures(r: ChunkTransferResult): Figure[] {
       note: `${rate(one).toFixed(1)} MiB/s`,
     },
     {
-      name: `${mib.toFixed(1)} MiB raw mqtt.js, 64 KiB QoS 0 pieces (median)`,
+      name: `${mib.toFixed(1)} MiB raw mqtt.js, ${CHUNK / 1024} KiB QoS 1 pieces (median)`,
       value: pieces,
       unit: 'ms',
       note: `${rate(pieces).toFixed(1)} MiB/s`,
+    },
+    {
+      name: 'CPU per download into the slot store: device / manager + broker (median)',
+      value: stats(r.cpu.device).median,
+      unit: 'ms',
+      note: `manager + broker process ${stats(r.cpu.manager).median.toFixed(1)} ms`,
     },
     {
       name: 'chunked (slot store) throughput / raw publish',

@@ -178,7 +178,7 @@ describe('ChunkDownloader', () => {
     expect(r.ok ? 'ok' : `${r.error.code}/${r.error.category}`).toBe('FG_STORAGE_WRITE/storage');
   });
 
-  it('asks for the next chunks while the sink is still writing, holding at most twice the window', async () => {
+  it('asks for the next chunks while the sink is still writing, holding little more than the window', async () => {
     const payload = randomBytes(160_000);
     const srv = fakeServer(payload);
     const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, window: 2 });
@@ -190,9 +190,9 @@ describe('ChunkDownloader', () => {
       return writes === 1 ? new Promise<void>((r) => (release = r)) : undefined;
     });
     await new Promise((r) => setTimeout(r, 10));
-    // The first write hangs: the window kept asking (2 in flight) until 2 x 2 chunks were held.
+    // The first write hangs: the window kept asking (2 in flight) until 2 + 4 chunks were held.
     expect(writes).toBe(1);
-    expect(srv.asked.length).toBe(4);
+    expect(srv.asked.length).toBe(6);
     release();
     expect((await p).ok).toBe(true);
     expect(srv.asked.length).toBe(16);
@@ -235,5 +235,23 @@ describe('ChunkDownloader', () => {
     d.resume(false);
     expect((await p).ok).toBe(true);
     expect(srv.asked.map((a) => a.offset)).toEqual([0, 10_000, 20_000, 30_000, 10_000, 20_000, 30_000]);
+  });
+
+  it('a chunk times out only when nothing arrived for the timeout: a slow link is not a lost chunk', async () => {
+    const payload = randomBytes(60_000);
+    const srv = fakeServer(payload);
+    // The link delivers one chunk every 15 ms; the timeout is 40 ms, the window 6: the last chunk
+    // of the window arrives 90 ms after it was asked, yet nothing is asked twice.
+    const deliver = srv.link.publish.bind(srv.link);
+    let queue = Promise.resolve();
+    srv.link.publish = (channel, bytes) => {
+      queue = queue.then(() => new Promise((r) => setTimeout(r, 15))).then(() => deliver(channel, bytes));
+      return Promise.resolve();
+    };
+    const d = new ChunkDownloader(srv.link, { chunkSize: 10_000, window: 6, timeoutMs: 40, maxRetries: 0 });
+    srv.attach(d);
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => undefined);
+    expect(r.ok).toBe(true);
+    expect(srv.asked.length).toBe(6);
   });
 });
