@@ -312,3 +312,36 @@ describe('assign failures', () => {
     expect(d.rollout.phase).toBe('running');
   });
 });
+
+describe('large assignments', () => {
+  const ids = Array.from({ length: 1201 }, (_, i) => `gw-${String(i).padStart(4, '0')}`);
+  const plan = [`snapshot: ${SNAP}`, 'in_flight: null', 'stages:', '  - fleet: { size: all, max_failed: 1 }', ''].join(
+    '\n',
+  );
+
+  it('go out in chunks of 500, each device once; every device gets its generation', async () => {
+    const f = new ScriptedFleet(ids);
+    const svc = service(f);
+    const { rollout } = await svc.create({ plan });
+    await svc.idle();
+    expect(f.calls.map((c) => c.devices.length)).toEqual([500, 500, 201]);
+    expect(f.calls.flatMap((c) => c.devices).sort()).toEqual(ids);
+    const devices = svc.get(rollout.id, { devices: true }).devices ?? [];
+    expect(devices.filter((d) => d.status === 'assigned' && d.generation !== null)).toHaveLength(ids.length);
+  });
+
+  it('a device the service refuses fails alone; only its chunk is retried device by device', async () => {
+    const f = new ScriptedFleet(ids);
+    f.assignImpl = (devices) => {
+      if (devices.includes('gw-0700')) throw FleetgateError.of('FG_INCOMPATIBLE', 'gw-0700: adapter opcua missing');
+    };
+    const svc = service(f);
+    const { rollout } = await svc.create({ plan });
+    await svc.idle();
+    expect(f.calls.filter((c) => c.devices.length > 1).map((c) => c.devices.length)).toEqual([500, 500, 201]);
+    expect(f.calls.filter((c) => c.devices.length === 1)).toHaveLength(500);
+    const devices = svc.get(rollout.id, { devices: true }).devices ?? [];
+    expect(devices.filter((d) => d.status === 'failed').map((d) => d.id)).toEqual(['gw-0700']);
+    expect(devices.filter((d) => d.status === 'assigned')).toHaveLength(ids.length - 1);
+  });
+});
