@@ -134,4 +134,45 @@ describe('AgentLink (real Aedes on port 0)', () => {
     expect(link.connected).toBe(true);
     await link.close();
   });
+
+  it('keeps its session across a drop: chunks published meanwhile arrive after the reconnect, desired documents are not queued', async () => {
+    const b = await plainBroker();
+    cleanups.push(() => b.close());
+    const mgr = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.port}`, { reconnectPeriod: 0 });
+    cleanups.push(() => mgr.endAsync());
+    const link = new AgentLink({
+      url: `mqtt://127.0.0.1:${b.port}`,
+      deviceId: 'gw-4',
+      prefix: 'p',
+      logger: log,
+      backoff: { baseMs: 300, capMs: 300, floorMs: 300 },
+    });
+    const sessions: boolean[] = [];
+    const chunks: string[] = [];
+    const desired: string[] = [];
+    link.on('connected', (_s, present) => sessions.push(present));
+    link.on('chunk', (p) => chunks.push(p.toString()));
+    link.on('desired', (p) => desired.push(p.toString()));
+    link.start();
+    await until(() => (sessions.length === 1 ? true : undefined));
+    expect(sessions).toEqual([false]); // a new client id: no session yet
+
+    (link as unknown as { client: { stream: { destroy(): void } } }).client.stream.destroy();
+    await until(() => (link.connected ? undefined : true));
+    // While the device is away (its reconnect is 300 ms off): a chunk it asked for, and two documents.
+    await until(() =>
+      Object.keys((b.aedes as unknown as { clients: object }).clients).length === 1 ? true : undefined,
+    );
+    await mgr.publishAsync('p/devices/gw-4/chunk', Buffer.from('c1'), { qos: 1 });
+    await mgr.publishAsync('p/devices/gw-4/desired', Buffer.from('d1'), { qos: 1, retain: true });
+    await mgr.publishAsync('p/devices/gw-4/desired', Buffer.from('d2'), { qos: 1, retain: true });
+
+    await until(() => (sessions.length === 2 && chunks.length === 1 && desired.length >= 1 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sessions).toEqual([false, true]);
+    expect(chunks).toEqual(['c1']);
+    // Only the retained (latest) document, not a queue of every one published meanwhile.
+    expect(desired).toEqual(['d2']);
+    await link.close();
+  });
 });
