@@ -236,7 +236,20 @@ export class Registry {
     const l = this.opts.latestOf(id);
     const now = clock.now();
     return {
-      ...s,
+      id: s.id,
+      site: s.site,
+      labels: s.labels,
+      hardware: s.hardware,
+      adapters: s.adapters,
+      created: s.created,
+      removed: s.removed,
+      state: s.state,
+      session: s.session,
+      lastSeen: s.lastSeen,
+      activeSnapshot: s.activeSnapshot,
+      desiredSnapshot: s.desiredSnapshot,
+      phase: s.phase,
+      drifting: s.drifting,
       activeSlot: l?.reported?.active_slot ?? null,
       slots: l?.reported?.slots ?? null,
       reported: l?.reported ?? null,
@@ -290,8 +303,16 @@ export class Registry {
     const l = this.opts.latestOf(d.id);
     const state: ConnectionState = l?.status ?? 'unknown';
     const r = l?.reported ?? null;
+    // One literal of fixed shape: a spread plus added keys gives a slow dictionary-mode object,
+    // and pages and the dashboard build thousands of these.
     return {
-      ...d,
+      id: d.id,
+      site: d.site,
+      labels: d.labels,
+      hardware: d.hardware,
+      adapters: d.adapters,
+      created: d.created,
+      removed: d.removed,
       state,
       session: l?.session ?? null,
       lastSeen: l?.lastSeen ?? null,

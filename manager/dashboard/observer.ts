@@ -145,7 +145,8 @@ interface DeviceHistory {
   missing: number;
 }
 
-function summaryOf(d: DeviceSummary): DeviceSummary {
+/** A row as one literal of fixed shape (spreads plus added keys make slow dictionary objects). */
+function rowFrom(d: DeviceSummary, e: Extras | undefined): FleetRow {
   return {
     id: d.id,
     site: d.site,
@@ -161,6 +162,11 @@ function summaryOf(d: DeviceSummary): DeviceSummary {
     desiredSnapshot: d.desiredSnapshot,
     phase: d.phase,
     drifting: d.drifting,
+    health: e?.health ?? null,
+    telemetry: e?.telemetry ?? null,
+    failure: e?.failure ?? null,
+    progress: e?.progress ?? null,
+    target: e?.target ?? null,
   };
 }
 
@@ -321,15 +327,7 @@ export class FleetObserver {
   // --- internals ---
 
   private rowOf(s: DeviceSummary): FleetRow {
-    const e = this.extras.get(s.id);
-    return {
-      ...s,
-      health: e?.health ?? null,
-      telemetry: e?.telemetry ?? null,
-      failure: e?.failure ?? null,
-      progress: e?.progress ?? null,
-      target: e?.target ?? null,
-    };
+    return rowFrom(s, this.extras.get(s.id));
   }
 
   private onUpdate(u: FleetUpdate): void {
@@ -367,9 +365,22 @@ export class FleetObserver {
     if (!l) return undefined;
     const now = this.clock.now();
     const r = l.reported;
+    // One literal, no spread: a spread plus a dozen more keys makes a slow (dictionary) object.
     return {
-      ...summaryOf(row),
+      id: row.id,
+      site: row.site,
+      labels: row.labels,
+      hardware: row.hardware,
+      adapters: row.adapters,
+      created: row.created,
+      removed: row.removed,
+      state: row.state,
+      session: row.session,
       lastSeen: l.lastSeen,
+      activeSnapshot: row.activeSnapshot,
+      desiredSnapshot: row.desiredSnapshot,
+      phase: row.phase,
+      drifting: row.drifting,
       activeSlot: r?.active_slot ?? null,
       slots: r?.slots ?? null,
       reported: r,
@@ -502,7 +513,7 @@ export class FleetObserver {
       h.reportedTs = r.ts;
       lag(r.ts);
     }
-    const row = { ...summaryOf(d), ...extras };
+    const row = rowFrom(d, extras);
     this.cache.set(d.id, row);
     return row;
   }
