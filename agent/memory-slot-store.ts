@@ -182,7 +182,7 @@ export class MemorySlotStore implements SlotStore {
             undo.push(() => {
               list.pop();
             });
-            list.push(w.bytes);
+            list.push(Uint8Array.from(w.bytes)); // a copy: the caller's buffer may be reused
             break;
           }
           case 'clear-chunks': {

@@ -93,7 +93,8 @@ export function planAppendChunk(rows: StoreRows, slot: SlotName, offset: number,
   }
   if (bytes.byteLength === 0) return [];
   return [
-    { kind: 'chunk', slot, offset, bytes: Uint8Array.from(bytes) },
+    // Not copied here: SQLite copies as it binds; the memory store copies what it keeps.
+    { kind: 'chunk', slot, offset, bytes },
     { kind: 'slot', row: { ...s, stored: s.stored + bytes.byteLength } },
   ];
 }

@@ -35,7 +35,7 @@ let rawClient: MqttClient | undefined;
 let rawGot = 0;
 let rawWant = 0;
 let rawDone: ((at: number) => void) | undefined;
-let pendingRaw: Promise<number> | undefined;
+let pendingRaw: Promise<{ at: number; cpuMs: number }> | undefined;
 
 const need = <T>(v: T | undefined, what: string): T => {
   if (v === undefined) throw new Error(`${what}: call setup first`);
@@ -145,16 +145,20 @@ serveParent({
     return null;
   },
 
-  /** Arms the subscriber for `bytes`; `rawWait` then resolves with the wall-clock ms they were all in. */
+  /** Arms the subscriber for `bytes`; `rawWait` then resolves with the wall-clock ms they were all in and the CPU ms spent. */
   rawArm(a) {
     rawGot = 0;
     rawWant = Number(a.bytes);
+    const c0 = process.cpuUsage();
     let resolve: (at: number) => void = () => undefined;
     const p = new Promise<number>((r) => {
       resolve = r;
     });
     rawDone = resolve;
-    pendingRaw = p;
+    pendingRaw = p.then((at) => {
+      const c = process.cpuUsage(c0);
+      return { at, cpuMs: (c.user + c.system) / 1000 };
+    });
     return null;
   },
 

@@ -29,6 +29,8 @@ export interface ChunkTransferResult {
   readonly rawPiecesMs: number[];
   /** CPU ms per download into the slot store: device process, manager + broker process. */
   readonly cpu: { readonly device: number[]; readonly manager: number[] };
+  /** The same for the raw one-message publish: subscriber process, publisher + broker process. */
+  readonly rawCpu: { readonly device: number[]; readonly manager: number[] };
   /** Resumed download: chunks served in total, chunks the payload has, re-sent = the difference. */
   readonly resume: { readonly served: number; readonly chunks: number; readonly resent: number };
 }
@@ -125,17 +127,22 @@ export async function measureChunkTransfer(opts: {
     pub = p;
     await device.call('rawSubscribe', { qos: 1 });
     const payload = randomBytes(snap.size);
-    const once = async (send: () => void) => {
+    const rawCpu = { device: [] as number[], manager: [] as number[] };
+    const once = async (send: () => void, cpu?: typeof rawCpu) => {
       await device.call('rawArm', { bytes: payload.byteLength });
+      const c0 = process.cpuUsage();
       const t0 = epochMs();
       send();
-      const at = await device.call<number>('rawWait');
-      return at - t0;
+      const done = await device.call<{ at: number; cpuMs: number }>('rawWait');
+      const c = process.cpuUsage(c0);
+      cpu?.device.push(done.cpuMs);
+      cpu?.manager.push((c.user + c.system) / 1000);
+      return done.at - t0;
     };
     const rawMs: number[] = [];
     const rawPiecesMs: number[] = [];
     for (let i = 0; i < opts.repeats + 1; i++) {
-      const one = await once(() => p.publish(topic, payload, { qos: 1 }));
+      const one = await once(() => p.publish(topic, payload, { qos: 1 }), i === 0 ? undefined : rawCpu);
       const pieces = await once(() => {
         for (let off = 0; off < payload.byteLength; off += CHUNK) {
           p.publish(topic, payload.subarray(off, off + CHUNK), { qos: 1 });
@@ -152,6 +159,7 @@ export async function measureChunkTransfer(opts: {
       rawMs,
       rawPiecesMs,
       cpu,
+      rawCpu,
       resume: { served, chunks, resent: served - chunks },
     };
   } finally {
@@ -199,6 +207,12 @@ export function chunkTransferFigures(r: ChunkTransferResult): Figure[] {
       value: stats(r.cpu.device).median,
       unit: 'ms',
       note: `manager + broker process ${stats(r.cpu.manager).median.toFixed(1)} ms`,
+    },
+    {
+      name: 'CPU per raw one-message publish: subscriber / publisher + broker (median)',
+      value: stats(r.rawCpu.device).median,
+      unit: 'ms',
+      note: `publisher + broker process ${stats(r.rawCpu.manager).median.toFixed(1)} ms`,
     },
     {
       name: 'chunked (slot store) throughput / raw publish',
