@@ -17,7 +17,7 @@
  *   10,000 devices (50,000 retained) one run would take many minutes.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -43,6 +43,13 @@ export interface StormRun {
   readonly rssOnlineKiB: number;
   readonly rssStormKiB: number;
   readonly rssStormAfterGcKiB: number;
+  /** Broker process RSS (KiB) SETTLE_MS after the storm, before a forced GC. */
+  readonly rssSettledKiB: number;
+  /** Broker process peak RSS (VmHWM, KiB) over its life up to after the storm: phase 1 or the storm. */
+  readonly rssPeakKiB: number;
+  /** CPU seconds (user + system, /proc/PID/stat) the broker process and the client process spent in the storm. */
+  readonly stormBrokerCpuS: number;
+  readonly stormClientCpuS: number;
   /** The broker host's memory after a GC at each point (NaN for mosquitto). */
   readonly memIdle: Mem;
   readonly memOnline: Mem;
@@ -60,7 +67,23 @@ interface Mem {
   /** V8 heap in use and memory outside it (Buffers) after the GC; NaN for mosquitto. */
   heapUsedKiB: number;
   externalKiB: number;
+  /** V8 heap reserved and the process's anonymous memory after the GC; absent for mosquitto. */
+  heapTotalKiB?: number;
+  anonKiB?: number;
 }
+
+const memLine = (m: Mem) =>
+  [
+    `RSS ${mbOf(m.rssKiB)} MB (after GC ${mbOf(m.rssAfterGcKiB)})`,
+    ...(m.heapTotalKiB !== undefined
+      ? [
+          `heap used ${mbOf(m.heapUsedKiB)} / reserved ${mbOf(m.heapTotalKiB)} MB`,
+          `Buffers ${mbOf(m.externalKiB)} MB`,
+          `anonymous ${mbOf(m.anonKiB ?? Number.NaN)} MB`,
+        ]
+      : []),
+  ].join(', ');
+const mbOf = (kib: number) => ((kib * 1024) / 1e6).toFixed(0);
 
 /** Polls `url` every `everyMs` (requests overlap if one is slow) until stop(). */
 function pollApi(url: string, everyMs: number) {
@@ -115,6 +138,28 @@ export function mosquittoPath(): string | null {
   return null;
 }
 
+/**
+ * CPU seconds (utime + stime) of a process so far; NaN without /proc. On a shared machine the
+ * broker's CPU for a phase moves far less between runs than the phase's wall time.
+ */
+export function procCpuSeconds(pid: number): number {
+  try {
+    // The fields after the command name, which sits in parentheses and may hold spaces.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // proc(5): utime and stime are fields 14 and 15, in clock ticks (USER_HZ = 100 on Linux).
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** How long after the storm the settled RSS is read. */
+const SETTLE_MS = 20_000;
+
+/** `FG_BENCH_HOST_FLAGS='--max-semi-space-size=32'`: node/V8 flags for the broker host process only. */
+const HOST_FLAGS = (process.env.FG_BENCH_HOST_FLAGS ?? '').split(' ').filter((f) => f !== '');
+
 /** `FG_BENCH_PROFILE_DIR=dir`: CPU profiles of the broker host and the clients for each phase. */
 const PROFILE_DIR = process.env.FG_BENCH_PROFILE_DIR;
 
@@ -126,22 +171,26 @@ async function phase(
   timeoutMs: number,
   tag: string,
   phaseNo: number,
-): Promise<{ r: PhaseResult; api: number[]; apiErrors: number }> {
+  brokerPid: number,
+): Promise<{ r: PhaseResult; api: number[]; apiErrors: number; brokerCpuS: number; clientCpuS: number }> {
   const profiled = PROFILE_DIR ? [host, clients].filter((c): c is BenchChild => c !== undefined) : [];
   await Promise.all(profiled.map((c) => c.call('profStart')));
+  const cpu0 = [procCpuSeconds(brokerPid), procCpuSeconds(clients.pid)];
   const poll = httpUrl ? pollApi(`${httpUrl}/api/v1/health`, 50) : null;
   const r = await clients.call<PhaseResult>(
     'run',
     { url, window: WINDOW, timeoutMs, phase: phaseNo },
     timeoutMs + 60_000,
   );
+  const brokerCpuS = procCpuSeconds(brokerPid) - (cpu0[0] ?? Number.NaN);
+  const clientCpuS = procCpuSeconds(clients.pid) - (cpu0[1] ?? Number.NaN);
   const api = poll ? await poll.stop() : { samples: [], errors: 0 };
   await Promise.all(
     profiled.map((c) =>
       c.call('profStop', { file: join(PROFILE_DIR ?? '.', `${tag}-${c === host ? 'broker' : 'clients'}.cpuprofile`) }),
     ),
   );
-  return { r, api: api.samples, apiErrors: api.errors };
+  return { r, api: api.samples, apiErrors: api.errors, brokerCpuS, clientCpuS };
 }
 
 /** One broker: start, phase 1 (online), drop every socket, phase 2 (storm); memory along the way. */
@@ -201,7 +250,7 @@ export async function runStorm(
       };
     } else {
       const gcFlag = process.execArgv.includes('--expose-gc') ? [] : ['--expose-gc'];
-      const h = forkBench('storm-host', { execArgv: [...process.execArgv, ...gcFlag] });
+      const h = forkBench('storm-host', { execArgv: [...process.execArgv, ...gcFlag, ...HOST_FLAGS] });
       children.push(h);
       host = h;
       brokerPid = h.pid;
@@ -223,6 +272,7 @@ export async function runStorm(
       return { rssKiB: k, rssAfterGcKiB: k, heapUsedKiB: Number.NaN, externalKiB: Number.NaN };
     };
     const idle = await mem();
+    log(`${broker}: idle: ${memLine(idle)}`);
 
     const first = forkBench('storm-clients');
     children.push(first);
@@ -241,8 +291,10 @@ export async function runStorm(
       opts.timeoutMs,
       `${broker}-${devices}-online`,
       1,
+      brokerPid,
     );
     const onlineMem = await mem();
+    log(`${broker}: after phase 1: ${memLine(onlineMem)}`);
     log(`${broker}: phase 1 (online) ${online.r.seconds.toFixed(2)} s, ${online.r.missing} missing`);
 
     await first.call('drop');
@@ -270,12 +322,20 @@ export async function runStorm(
       opts.timeoutMs,
       `${broker}-${devices}-storm`,
       2,
+      brokerPid,
     );
     log(
-      `${broker}: storm ${storm.r.seconds.toFixed(2)} s, ${storm.r.missing} missing, ${storm.r.refused} refused, ${storm.r.attempts} attempts`,
+      `${broker}: storm ${storm.r.seconds.toFixed(2)} s, ${storm.r.missing} missing, ${storm.r.refused} refused, ${storm.r.attempts} attempts, CPU broker ${storm.brokerCpuS.toFixed(1)} s, clients ${storm.clientCpuS.toFixed(1)} s`,
     );
     await sleep(1_000);
     const stormMem = await mem();
+    const rssPeakKiB = procStatusKiB(brokerPid, 'VmHWM');
+    log(`${broker}: after the storm: ${memLine(stormMem)}, peak RSS ${mbOf(rssPeakKiB)} MB`);
+    // V8 gives heap pages back only after the allocation rate dropped (its memory reducer checks
+    // every few seconds): the RSS a connected fleet settles at, not the storm's high-water mark.
+    await sleep(SETTLE_MS);
+    const settledMem = await mem();
+    log(`${broker}: ${SETTLE_MS / 1000} s later: ${memLine(settledMem)}`);
     if (host) await host.call('close', {}, 60_000);
     return {
       broker,
@@ -287,6 +347,10 @@ export async function runStorm(
       rssOnlineKiB: onlineMem.rssAfterGcKiB,
       rssStormKiB: stormMem.rssKiB,
       rssStormAfterGcKiB: stormMem.rssAfterGcKiB,
+      rssPeakKiB,
+      rssSettledKiB: settledMem.rssKiB,
+      stormBrokerCpuS: storm.brokerCpuS,
+      stormClientCpuS: storm.clientCpuS,
       memIdle: idle,
       memOnline: onlineMem,
       memStorm: stormMem,
@@ -327,9 +391,21 @@ export function stormFigures(
       note: `${m.storm.refused} connections refused by the rate limit, ${m.storm.missing} missing`,
     },
   ];
+  figures.push({
+    name: 'storm: manager process CPU',
+    value: m.stormBrokerCpuS,
+    unit: 's',
+    note: `client process ${m.stormClientCpuS.toFixed(1)} s`,
+  });
   if (q) {
     figures.push(
       { name: `storm: ${n} devices reconnect + desired, mosquitto`, value: q.storm.seconds, unit: 's' },
+      {
+        name: 'storm: mosquitto process CPU',
+        value: q.stormBrokerCpuS,
+        unit: 's',
+        note: `client process ${q.stormClientCpuS.toFixed(1)} s`,
+      },
       {
         name: 'storm time, manager / mosquitto',
         value: m.storm.seconds / q.storm.seconds,
@@ -373,6 +449,17 @@ export function stormFigures(
       unit: 'MB',
       goal: { op: '<=', value: 600 },
       note: `after a GC ${((m.rssStormAfterGcKiB * 1024) / 1e6).toFixed(0)} MB; idle before ${((m.rssIdleKiB * 1024) / 1e6).toFixed(0)} MB`,
+    },
+    {
+      name: `manager RSS ${SETTLE_MS / 1000} s after the storm`,
+      value: (m.rssSettledKiB * 1024) / 1e6,
+      unit: 'MB',
+      note: 'no forced GC; V8 returns pages once the allocation rate drops',
+    },
+    {
+      name: 'manager peak RSS (VmHWM, setup to after the storm)',
+      value: (m.rssPeakKiB * 1024) / 1e6,
+      unit: 'MB',
     },
     {
       name: 'manager RSS per connected device',

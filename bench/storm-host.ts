@@ -44,6 +44,16 @@ let server: Server | undefined;
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
+/** A field of /proc/self/smaps_rollup in KiB; NaN without it. */
+function smapsKiB(field: string): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
+    return m ? Number(m[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 async function enroll(m: RunningManager, n: number, dir: string): Promise<{ file: string; desiredBytes: number }> {
   const lines: string[] = new Array(n);
   let next = 0;
@@ -164,7 +174,11 @@ serveParent({
     return ready;
   },
 
-  /** RSS now and after a full GC (the host runs with --expose-gc), in KiB. */
+  /**
+   * RSS now and after a full GC (the host runs with --expose-gc), in KiB, with what the RSS is
+   * made of after the GC: the V8 heap in use and reserved, Buffers, and the process's anonymous
+   * memory (/proc/self/smaps_rollup: the heap's pages plus malloc's).
+   */
   mem() {
     const rss = process.memoryUsage().rss / 1024;
     gc?.();
@@ -173,7 +187,9 @@ serveParent({
       rssKiB: rss,
       rssAfterGcKiB: after.rss / 1024,
       heapUsedKiB: after.heapUsed / 1024,
+      heapTotalKiB: after.heapTotal / 1024,
       externalKiB: after.external / 1024,
+      anonKiB: smapsKiB('Anonymous'),
     };
   },
 

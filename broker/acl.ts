@@ -19,6 +19,7 @@
  */
 import { err, ok, type Result } from '../protocol/result.js';
 import {
+  DEVICE_CHANNEL_NAMES,
   DEVICE_CHANNELS,
   type DeviceChannel,
   DOWNLINK_CHANNELS,
@@ -100,3 +101,42 @@ export function checkWill(prefix: string, principal: Principal, topic: string, r
 export function downlinkTopics(prefix: string, deviceId: string): ReadonlySet<string> {
   return new Set(DOWNLINK_CHANNELS.map((c) => deviceTopic(prefix, deviceId, c)));
 }
+
+/**
+ * The per-packet checks of a connected device, against its own topic base `{p}/devices/{id}/`
+ * computed once at CONNECT: a few string comparisons and no allocation per packet (parseTopic
+ * splits the topic and builds result objects; in a reconnect storm the broker's hooks run
+ * several times per device). Each agrees with the full check above: a `false` from a fast check
+ * is answered by that check, which also words the refusal (test/unit/broker-acl.test.ts).
+ */
+export class DeviceTopics {
+  readonly base: string;
+
+  constructor(prefix: string, deviceId: string) {
+    // deviceTopic validates the prefix and the id.
+    this.base = deviceTopic(prefix, deviceId, 'state').slice(0, -'state'.length);
+  }
+
+  /** The channel when `topic` is exactly one of this device's topics. */
+  channelOf(topic: string): DeviceChannel | undefined {
+    const base = this.base;
+    if (topic.length <= base.length || !topic.startsWith(base)) return undefined;
+    const rest = topic.length - base.length;
+    for (const c of CHANNELS) if (c.length === rest && topic.endsWith(c)) return c;
+    return undefined;
+  }
+
+  /** Same answer as checkPublish(...).ok for this device. */
+  mayPublish(topic: string, retain: boolean): boolean {
+    const c = this.channelOf(topic);
+    return c !== undefined && UPLINK.has(c) && (!retain || DEVICE_CHANNELS[c].retained);
+  }
+
+  /** Same answer as checkSubscribe(...).ok, and as downlinkTopics(...).has(topic), for this device. */
+  mayReceive(topic: string): boolean {
+    const c = this.channelOf(topic);
+    return c !== undefined && DOWNLINK.has(c);
+  }
+}
+
+const CHANNELS = DEVICE_CHANNEL_NAMES;

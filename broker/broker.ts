@@ -12,7 +12,8 @@ import type { Logger } from 'pino';
 import type { ErrorCode } from '../protocol/errors.js';
 import { err, FleetgateError } from '../protocol/result.js';
 import { isValidDeviceId, isValidPrefix } from '../protocol/topics.js';
-import { checkPublish, checkSubscribe, checkWill, downlinkTopics } from './acl.js';
+import { checkPublish, checkSubscribe, checkWill, DeviceTopics } from './acl.js';
+import { guardBusRecursion } from './bus-guard.js';
 import { IndexedPersistence } from './indexed-persistence.js';
 import {
   type Listener,
@@ -22,6 +23,7 @@ import {
   startWsListener,
   type Transport,
 } from './listeners.js';
+import { localClient } from './local-client.js';
 import { TokenBucket } from './rate-limit.js';
 import type { AuthContext, BrokerAddresses, BrokerOptions, EmbeddedBroker, Principal } from './types.js';
 
@@ -53,8 +55,8 @@ export const AEDES_TUNING = {
 export const SLOW_CONSUMER_BYTES = 1024 * 1024;
 
 const PRINCIPAL = Symbol.for('fleetgate.principal');
-const DOWNLINK = Symbol.for('fleetgate.downlinkTopics');
-type Tagged = Client & { [PRINCIPAL]?: Principal; [DOWNLINK]?: ReadonlySet<string> };
+const TOPICS = Symbol.for('fleetgate.deviceTopics');
+type Tagged = Client & { [PRINCIPAL]?: Principal; [TOPICS]?: DeviceTopics };
 
 /** The principal a client authenticated as (stored on the aedes client object), if it did. */
 export function principalOf(client: Client | null | undefined): Principal | undefined {
@@ -201,7 +203,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
         if ('kind' in result) {
           const tagged = client as Tagged;
           tagged[PRINCIPAL] = result;
-          if (result.kind === 'device') tagged[DOWNLINK] = downlinkTopics(prefix, result.id);
+          if (result.kind === 'device') tagged[TOPICS] = new DeviceTopics(prefix, result.id);
           owners.set(client.id, { key: `${result.kind}:${result.id}`, client });
           log.debug({ clientId: client.id, principal: result }, 'client authenticated');
           done(null, true);
@@ -249,6 +251,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       if (client === null) return callback(null);
       const principal = principalOf(client);
       if (!principal) return callback(new Error('not authenticated'));
+      if ((client as Tagged)[TOPICS]?.mayPublish(packet.topic, packet.retain === true)) return callback(null);
       const r = checkPublish(prefix, principal, packet.topic, packet.retain === true);
       if (r.ok) return callback(null);
       forbidden(principal, 'publish', packet.topic, r.error.message);
@@ -256,6 +259,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       callback(new Error(r.error.message));
     },
     authorizeSubscribe: (client, sub, callback) => {
+      if ((client as Tagged)[TOPICS]?.mayReceive(sub.topic)) return callback(null, sub);
       const principal = principalOf(client);
       const r = principal ? checkSubscribe(prefix, principal, sub.topic) : err('FG_AUTH_FAILED', 'not authenticated');
       if (r.ok) return callback(null, sub);
@@ -269,7 +273,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       if (principal.kind === 'manager') return packet;
       // Defence in depth: a device only ever receives its own downlink topics, even from a
       // persistent session's queue.
-      if (!(client as Tagged)[DOWNLINK]?.has(packet.topic)) return null;
+      if (!(client as Tagged)[TOPICS]?.mayReceive(packet.topic)) return null;
       // A device that stops reading (frozen, or asking for chunks it never reads) would make aedes
       // wait for its socket to drain on every message to it, each holding one of the `concurrency`
       // delivery slots: within seconds nobody gets anything until drainTimeout. QoS 0 (chunks) to
@@ -291,6 +295,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       return packet;
     },
   });
+  guardBusRecursion((aedes as unknown as { mq: unknown }).mq);
   // aedes emits 'error' for persistence failures; unhandled, an EventEmitter error would crash the process.
   (aedes as unknown as NodeJS.EventEmitter).on('error', (e: Error) =>
     log.error({ code: 'FG_INTERNAL', err: e }, 'aedes error'),
@@ -347,6 +352,10 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   return {
     aedes,
     addresses: () => ({ ...addresses }),
+    localClient: (id) =>
+      localClient(aedes, id, (e, topic) =>
+        log.error({ code: 'FG_INTERNAL', err: e, clientId: id, topic }, 'local subscriber failed'),
+      ),
     close: () => {
       closed ??= closeAll().then(() => log.info('broker closed'));
       return closed;

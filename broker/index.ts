@@ -8,6 +8,7 @@ export {
   startBroker,
 } from './broker.js';
 export { IndexedPersistence } from './indexed-persistence.js';
+export { type LocalClient, type LocalMessageHandler, localClient } from './local-client.js';
 export { RetainedIndex } from './retained-index.js';
 export type {
   AuthContext,

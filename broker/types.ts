@@ -1,6 +1,8 @@
 /** The broker's public types (the agreed interface of the brief; docs/broker.md explains them). */
+
 import type { Aedes } from 'aedes';
 import type { Logger } from 'pino';
+import type { LocalClient } from './local-client.js';
 
 /** Who a connection authenticated as. The manager is a normal MQTT client with the `manager` kind. */
 export type Principal = { kind: 'manager'; id: string } | { kind: 'device'; id: string };
@@ -67,6 +69,8 @@ export interface EmbeddedBroker {
   readonly aedes: Aedes;
   /** URLs clients connect to, e.g. `mqtt://127.0.0.1:54321`, `mqtts://…`, `ws://…`. */
   addresses(): BrokerAddresses;
+  /** A client inside this process (no socket, no ACL check): the manager's own link (local-client.ts). */
+  localClient(id: string): LocalClient;
   /** Stops accepting, disconnects every client and closes aedes. Idempotent. */
   close(): Promise<void>;
 }

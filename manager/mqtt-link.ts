@@ -1,14 +1,17 @@
 /**
- * The manager's MQTT link: one mqtt.js client, to the embedded broker or an external one alike
- * (MQTT 3.1.1, DESIGN.md "Topics"). It owns the retained `{p}/manager/state` (will = `offline`),
+ * The manager's MQTT link: one mqtt.js client to an external broker (MQTT 3.1.1, DESIGN.md
+ * "Topics"), or, with the embedded broker, the broker's in-process client (local-link.ts: no
+ * socket, no encoding, no PUBACKs). It owns the retained `{p}/manager/state` (will = `offline`),
  * keeps a fixed set of subscriptions (re-sent on every connect) and tells the service about each
  * (re)connect so it can republish the retained desired documents a restarted broker lost.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import type { LocalClient } from '../broker/index.js';
 import { FleetgateError } from '../protocol/result.js';
 import { managerStateTopic } from '../protocol/topics.js';
 import type { Clock } from './fleet-types.js';
+import { LocalLink } from './local-link.js';
 
 export interface MqttConnectOptions {
   readonly url: string;
@@ -17,6 +20,11 @@ export interface MqttConnectOptions {
   /** PEM text of the CA for mqtts://. */
   readonly ca?: string;
   readonly clientId?: string;
+  /**
+   * The embedded broker's in-process client: when set the link uses it and opens no connection
+   * (`url` and the credentials are then only what agents are told by default).
+   */
+  readonly local?: LocalClient;
 }
 
 export interface Subscription {
@@ -28,6 +36,7 @@ export type MessageHandler = (topic: string, payload: Buffer) => void;
 
 export class MqttLink {
   private client: MqttClient | undefined;
+  private local: LocalLink | undefined;
   private owned = false;
   private readonly subscriptions: Subscription[] = [];
   private readonly connectHooks: Array<() => void> = [];
@@ -42,6 +51,7 @@ export class MqttLink {
   ) {}
 
   get connected(): boolean {
+    if (this.local) return this.local.connected;
     return this.client?.connected === true;
   }
 
@@ -64,7 +74,20 @@ export class MqttLink {
    * rejects with FG_MQTT_NOT_CONNECTED if the first attempt fails (later drops just reconnect).
    */
   async connect(target: MqttClient | MqttConnectOptions, timeoutMs = 10_000): Promise<void> {
-    if (this.client) throw FleetgateError.of('FG_INTERNAL', 'link already started');
+    if (this.client || this.local) throw FleetgateError.of('FG_INTERNAL', 'link already started');
+    if (!isClient(target) && target.local) {
+      const local = new LocalLink(target.local, {
+        prefix: this.prefix,
+        logger: this.logger,
+        clock: this.clock,
+        subscriptions: this.subscriptions,
+        dispatch: this.onMessageBound,
+        connectHooks: this.connectHooks,
+      });
+      await local.start();
+      this.local = local;
+      return;
+    }
     if (isClient(target)) {
       this.client = target;
       this.owned = false;
@@ -127,21 +150,32 @@ export class MqttLink {
 
   /** Publishes; QoS 1 resolves on PUBACK. Rejects FG_MQTT_NOT_CONNECTED when there is no link at all. */
   async publish(topic: string, payload: Uint8Array, opts: { qos: 0 | 1; retain: boolean }): Promise<void> {
+    if (this.local) return this.local.publish(topic, asBuffer(payload), opts.qos, opts.retain);
     const client = this.client;
     if (!client) throw FleetgateError.of('FG_MQTT_NOT_CONNECTED', 'link not started');
-    await client.publishAsync(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), opts);
+    await client.publishAsync(topic, asBuffer(payload), opts);
   }
 
   /** Fire-and-forget QoS 0 (chunks): drops silently while disconnected, the device retries. */
   publishQos0(topic: string, payload: Uint8Array): void {
+    if (this.local) {
+      this.local.publishQos0(topic, asBuffer(payload));
+      return;
+    }
     const client = this.client;
     if (!client?.connected) return;
-    client.publish(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), { qos: 0 }, (e) => {
+    client.publish(topic, asBuffer(payload), { qos: 0 }, (e) => {
       if (e) this.logger.debug({ err: e, topic }, 'qos 0 publish failed');
     });
   }
 
   async close(): Promise<void> {
+    const local = this.local;
+    if (local) {
+      // Stays set (closed): a publish after close is refused like one with no link at all.
+      await local.close();
+      return;
+    }
     const client = this.client;
     if (!client) return;
     this.client = undefined;
@@ -200,6 +234,11 @@ export class MqttLink {
       this.logger.error({ err: e, topic }, 'message handler failed');
     }
   }
+}
+
+/** A view of the same bytes (no copy). */
+function asBuffer(payload: Uint8Array): Buffer {
+  return Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
 }
 
 function isClient(x: MqttClient | MqttConnectOptions): x is MqttClient {

@@ -229,6 +229,9 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         ...managerCredentials,
         clientId: config.managerId,
         ...(ownCa ? { ca: ownCa } : {}),
+        // In-process, not over loopback: no socket, encoding or PUBACKs per device message
+        // (manager/local-link.ts; docs/benchmarks.md "reconnect-storm").
+        local: broker.localClient(config.managerId),
       };
       advertised = b.advertiseUrl ?? addr.tls ?? addr.tcp ?? addr.ws ?? own;
     } else {

@@ -1,6 +1,6 @@
 /** The ACL rules as a table: who may publish / subscribe / leave a will where (DESIGN.md "Topics"). */
 import { describe, expect, it } from 'vitest';
-import { checkPublish, checkSubscribe, checkWill } from '../../broker/acl.js';
+import { checkPublish, checkSubscribe, checkWill, DeviceTopics, downlinkTopics } from '../../broker/acl.js';
 import type { Principal } from '../../broker/types.js';
 import { DEVICE_CHANNEL_NAMES, DEVICE_CHANNELS } from '../../protocol/topics.js';
 
@@ -92,5 +92,33 @@ describe('manager', () => {
   it('will on the manager state topic', () => {
     expect(checkWill(P, mgr, `${P}/manager/state`, true).ok).toBe(true);
     expect(checkWill(P, mgr, 'elsewhere', true).ok).toBe(false);
+  });
+});
+
+describe('the per-device fast checks agree with the full ones', () => {
+  const topics = [
+    ...['gw-1', 'gw-2', 'gw-10', 'gw-'].flatMap((id) =>
+      [...DEVICE_CHANNEL_NAMES, 'unknown', ''].map((ch) => t(id, ch)),
+    ),
+    `${P}/manager/state`,
+    `${P}/devices/gw-1`,
+    `${P}/devices/gw-1/state/extra`,
+    `${P}/devices/gw-1/+`,
+    `${P}/devices/gw-1/#`,
+    `${P}/devices/+/state`,
+    `${P}/devices/gw-1/xstate`,
+    `${P}/devices/gw-1/stat`,
+    `fleetgate/v2/devices/gw-1/state`,
+    `${P}/devices/gw-1/state`.toUpperCase(),
+    '$SYS/broker/load',
+    '',
+  ];
+  const fast = new DeviceTopics(P, 'gw-1');
+  const down = downlinkTopics(P, 'gw-1');
+  it.each(topics)('%s', (topic) => {
+    for (const retain of [false, true])
+      expect(fast.mayPublish(topic, retain)).toBe(checkPublish(P, gw1, topic, retain).ok);
+    expect(fast.mayReceive(topic)).toBe(checkSubscribe(P, gw1, topic).ok);
+    expect(fast.mayReceive(topic)).toBe(down.has(topic));
   });
 });
