@@ -28,7 +28,7 @@ export interface ChunkTransferResult {
   /** The payload as QoS 1 messages of the downloader's chunk size, all published at once, ms per repeat. */
   readonly rawPiecesMs: number[];
   /** CPU ms per download into the slot store: device process, manager + broker process. */
-  readonly cpu: { readonly device: number[]; readonly manager: number[] };
+  readonly cpu: { readonly device: number[]; readonly manager: number[]; readonly deviceMemory: number[] };
   /** The same for the raw one-message publish: subscriber process, publisher + broker process. */
   readonly rawCpu: { readonly device: number[]; readonly manager: number[] };
   /** Resumed download: chunks served in total, chunks the payload has, re-sent = the difference. */
@@ -88,7 +88,7 @@ export async function measureChunkTransfer(opts: {
 
     const chunkedMs: number[] = [];
     const chunkedMemoryMs: number[] = [];
-    const cpu = { device: [] as number[], manager: [] as number[] };
+    const cpu = { device: [] as number[], manager: [] as number[], deviceMemory: [] as number[] };
     for (let i = 0; i < opts.repeats + 1; i++) {
       await refill();
       const c0 = process.cpuUsage();
@@ -100,6 +100,7 @@ export async function measureChunkTransfer(opts: {
       chunkedMs.push(st.ms);
       chunkedMemoryMs.push(mem.ms);
       cpu.device.push(st.cpuMs);
+      cpu.deviceMemory.push(mem.cpuMs);
       cpu.manager.push((c.user + c.system) / 1000);
     }
 
@@ -206,7 +207,7 @@ export function chunkTransferFigures(r: ChunkTransferResult): Figure[] {
       name: 'CPU per download into the slot store: device / manager + broker (median)',
       value: stats(r.cpu.device).median,
       unit: 'ms',
-      note: `manager + broker process ${stats(r.cpu.manager).median.toFixed(1)} ms`,
+      note: `manager + broker process ${stats(r.cpu.manager).median.toFixed(1)} ms; device into memory ${stats(r.cpu.deviceMemory).median.toFixed(1)} ms`,
     },
     {
       name: 'CPU per raw one-message publish: subscriber / publisher + broker (median)',
