@@ -52,7 +52,8 @@ export async function measureChunkTransfer(opts: {
   window?: number;
   chunkSize?: number;
 }): Promise<ChunkTransferResult> {
-  const fleet = await startBenchFleet({ tag: 'chunks' });
+  // In-process manager link, as the manager runs with its embedded broker (manager/server.ts).
+  const fleet = await startBenchFleet({ tag: 'chunks', inProcess: true });
   const device = forkBench('chunk-device');
   let pub: MqttClient | undefined;
   try {

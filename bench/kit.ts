@@ -119,7 +119,14 @@ export interface BenchFleet {
 }
 
 /** The manager's FleetService on the embedded broker (tcp, 127.0.0.1, port 0), in a temp dir. */
-export async function startBenchFleet(opts: { tag: string; logger?: Logger } = { tag: 'fleet' }): Promise<BenchFleet> {
+export async function startBenchFleet(
+  opts: {
+    tag: string;
+    logger?: Logger;
+    /** The manager's link in-process (as manager/server.ts runs it with the embedded broker) instead of mqtt.js over loopback. */
+    inProcess?: boolean;
+  } = { tag: 'fleet' },
+): Promise<BenchFleet> {
   const dir = tempDir(opts.tag);
   const logger = opts.logger ?? silentLogger;
   const managerCredentials = { username: 'fleetgate-manager', password: randomBytes(24).toString('base64url') };
@@ -145,7 +152,14 @@ export async function startBenchFleet(opts: { tag: string; logger?: Logger } = {
     logger,
   });
   auth = service.authenticator;
-  await service.start({ mqtt: { url, ...managerCredentials, clientId: managerCredentials.username } });
+  await service.start({
+    mqtt: {
+      url,
+      ...managerCredentials,
+      clientId: managerCredentials.username,
+      ...(opts.inProcess ? { local: broker.localClient(managerCredentials.username) } : {}),
+    },
+  });
   mkdirSync(join(dir, 'agents'), { recursive: true });
   return {
     dir,
