@@ -219,7 +219,7 @@ export class Registry {
         if (filter.drifting !== undefined && drifting !== filter.drifting) continue;
         // One more than asked tells whether a next page exists without an empty last page.
         if (out.length === limit) return { devices: out, next: out[limit - 1]?.id ?? null };
-        out.push(this.summary(d, store.desired.targets(d.id)?.snapshot ?? null, drifting));
+        out.push(this.summary(d, store.desired.targetOf(d.id), drifting));
       }
       if (rows.length < slice) return { devices: out, next: null };
     }

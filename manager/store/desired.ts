@@ -39,6 +39,8 @@ function toRecord(r: DesiredRow): DesiredRecord {
 }
 
 export class DesiredRepo {
+  /** Target snapshot per device, kept with the table (Store.transaction resyncs it after a rollback). */
+  private readonly target = new Map<string, string>();
   private readonly byDevice;
   private readonly all;
   private readonly expiring;
@@ -76,6 +78,7 @@ export class DesiredRepo {
       'SELECT snapshot, baseline FROM desired WHERE device = ?',
     );
     this.allTargets = db.prepare<[], { device: string; snapshot: string }>('SELECT device, snapshot FROM desired');
+    this.resync();
     this.genGet = db.prepare<[string], { last: number }>('SELECT last FROM generations WHERE device = ?');
     this.genPut = db.prepare(
       'INSERT INTO generations (device, last) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET last = MAX(last, excluded.last)',
@@ -103,7 +106,18 @@ export class DesiredRepo {
 
   /** Target snapshot per device, for list views. */
   targetMap(): Map<string, string> {
-    return new Map(this.allTargets.all().map((r) => [r.device, r.snapshot]));
+    return new Map(this.target);
+  }
+
+  /** The device's target snapshot, from memory (list pages ask per device). */
+  targetOf(device: string): string | null {
+    return this.target.get(device) ?? null;
+  }
+
+  /** Re-reads the targets kept in memory (after a transaction that wrote desired rows rolled back). */
+  resync(): void {
+    this.target.clear();
+    for (const r of this.allTargets.all()) this.target.set(r.device, r.snapshot);
   }
 
   /** Highest generation ever issued to the device, 0 if none. */
@@ -133,6 +147,7 @@ export class DesiredRepo {
     });
     this.histIns.run(d.device, d.generation, d.snapshot, d.rollout, d.stage, d.issued);
     this.genPut.run(d.device, d.generation);
+    this.target.set(d.device, d.snapshot);
     this.journal?.record(d.device);
   }
 
@@ -143,9 +158,15 @@ export class DesiredRepo {
 
   delete(device: string): void {
     if (this.del.run(device).changes > 0) this.journal?.record(device);
+    this.target.delete(device);
   }
 
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    try {
+      return this.db.transaction(fn)();
+    } catch (e) {
+      this.resync(); // rolled back: so are the targets put inside
+      throw e;
+    }
   }
 }

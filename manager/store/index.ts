@@ -35,8 +35,9 @@ export class Store {
     try {
       return this.db.transaction(fn)();
     } catch (e) {
-      // Rolled back: drift rows written inside are gone, so is what the repository counted of them.
+      // Rolled back: drift and desired rows written inside are gone, so is what memory keeps of them.
       this.drift.resync();
+      this.desired.resync();
       throw e;
     }
   }

@@ -118,6 +118,72 @@ describe('manager store: repositories', () => {
     expect(t.store.events.query({ afterId: first.at(-1)!.id, limit: 2 }).map((e) => e.data.i)).toEqual([4, 5]);
   });
 
+  it('desired targets, open drift and the device journal kept in memory follow the tables, rollbacks included', () => {
+    const { store } = t;
+    store.devices.insert(device('gw-1'), fakeCredential('gw-1'));
+    store.devices.insert(device('gw-2'), fakeCredential('gw-2'));
+    for (const id of ['a'.repeat(64), 'b'.repeat(64)]) {
+      store.snapshots.insert({
+        id,
+        name: 'n',
+        version: '1',
+        seq: 1,
+        size: 0,
+        sha256: '00',
+        created: 1,
+        pushed: 1,
+        kid: 'k',
+        manifest: {},
+        manifestCose: new Uint8Array([1]),
+        payloadFile: 'x',
+      });
+    }
+    const v0 = store.journal.version;
+    const doc = (id: string, snapshot: string) => ({
+      device: id,
+      snapshot,
+      generation: 1,
+      rollout: null,
+      stage: null,
+      trial: { window_s: 60, crash_loop: { restarts: 3, within_s: 60 }, max_agent_starts: 3 },
+      issued: 1,
+      expires: 2,
+      assigned: 1,
+      baseline: null,
+      bytes: new Uint8Array([1, 2, 3]),
+    });
+    store.transaction(() => store.desired.put(doc('gw-1', 'a'.repeat(64))));
+    store.drift.open({ device: 'gw-2', kind: 'unconverged', since: 1, detail: 'x' });
+    store.drift.open({ device: 'gw-2', kind: 'unexpected_slot', since: 1, detail: 'y' });
+    expect(() =>
+      store.transaction(() => {
+        store.desired.put(doc('gw-2', 'b'.repeat(64)));
+        store.drift.close('gw-2', 'unconverged');
+        store.drift.close('gw-2', 'unexpected_slot');
+        throw new Error('abort');
+      }),
+    ).toThrow('abort');
+    const fromTables = (): [Record<string, string>, number] => [
+      Object.fromEntries(store.desired.list().map((d) => [d.device, d.snapshot])),
+      new Set(store.drift.list().map((d) => d.device)).size,
+    ];
+    expect(fromTables()).toEqual([{ 'gw-1': 'a'.repeat(64) }, 1]);
+    expect([Object.fromEntries(store.desired.targetMap()), store.drift.deviceCount()]).toEqual(fromTables());
+    expect(store.desired.targetOf('gw-2')).toBeNull();
+    expect(store.drift.has('gw-2')).toBe(true);
+    store.drift.close('gw-2', 'unconverged');
+    expect(store.drift.has('gw-2')).toBe(true); // one kind still open
+    store.drift.close('gw-2', 'unexpected_slot');
+    expect(store.drift.has('gw-2')).toBe(false);
+    store.desired.delete('gw-1');
+    expect(store.desired.targetOf('gw-1')).toBeNull();
+    store.devices.remove('gw-2', 5);
+    // The journal names every device whose row or document changed (a rolled-back put too: a harmless re-read).
+    expect(new Set(store.journal.since(v0))).toEqual(new Set(['gw-1', 'gw-2']));
+    expect(store.journal.since(store.journal.version)).toEqual([]);
+    expect(store.journal.since(store.journal.version + 1)).toBeNull();
+  });
+
   it('generations: the high-water mark only grows', () => {
     t.store.desired.noteGeneration('gw-1', 500);
     t.store.desired.noteGeneration('gw-1', 100);
