@@ -91,8 +91,23 @@ export class LatestRepo {
     });
   }
 
+  /**
+   * The JSON of objects already written: ingestion replaces a device's state object on every
+   * message but keeps the unchanged parts (the report while health and telemetry arrive), so
+   * each part is serialised once, not on every write of its row.
+   */
+  private readonly json = new WeakMap<object, string>();
+
   save(s: LatestState): void {
-    const j = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));
+    const j = (v: object | null): string | null => {
+      if (v === null) return null;
+      let text = this.json.get(v);
+      if (text === undefined) {
+        text = JSON.stringify(v);
+        this.json.set(v, text);
+      }
+      return text;
+    };
     this.upsert.run(
       s.device,
       s.status,
@@ -105,7 +120,7 @@ export class LatestRepo {
       j(s.telemetry),
       s.telemetryAt,
       s.lastSeen,
-      JSON.stringify(s.arrival),
+      j(s.arrival),
     );
   }
 
