@@ -247,16 +247,22 @@ export class Ingest {
     const changes = this.changes;
     const { store } = this.opts;
     const written: EventRecord[] = [];
-    store.transaction(() => {
-      for (const id of dirty) {
-        const s = this.latest.get(id);
-        if (s) store.latest.save(s);
-      }
-      for (const e of events) {
-        const rec = store.events.append(e);
-        if (rec) written.push(rec);
-      }
-    });
+    // Only health and telemetry in this batch: the devices send them again in 10 s, so the commit
+    // need not wait for the disk. Connections, reports and events always do (DESIGN.md).
+    const soft = events.length === 0 && changes.state.size === 0 && changes.reported.size === 0;
+    store.transaction(
+      () => {
+        for (const id of dirty) {
+          const s = this.latest.get(id);
+          if (s) store.latest.save(s);
+        }
+        for (const e of events) {
+          const rec = store.events.append(e);
+          if (rec) written.push(rec);
+        }
+      },
+      { durable: !soft },
+    );
     // Swap only after the commit: a failed transaction keeps everything pending for the next try.
     this.dirty = new Set();
     this.pendingEvents = [];

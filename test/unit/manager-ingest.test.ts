@@ -194,6 +194,28 @@ describe('ingestion', () => {
     expect(ingest.liveStatusCounts()).toEqual({ online: 3, lost: 0 });
   });
 
+  it('a batch of only health and telemetry commits without waiting for the disk; connections, reports and events do', () => {
+    const durable: boolean[] = [];
+    const tx = t.store.transaction.bind(t.store);
+    t.store.transaction = ((fn: () => unknown, opts: { durable?: boolean } = {}) => {
+      durable.push(opts.durable !== false);
+      return tx(fn, opts);
+    }) as typeof t.store.transaction;
+    ingest.handle('gw-1', 'health', json(health(1, 0)));
+    ingest.handle('gw-2', 'telemetry', json(telemetry(1, 0)));
+    ingest.flush();
+    ingest.handle('gw-1', 'health', json(health(1, 1)));
+    ingest.handle('gw-1', 'state', json({ status: 'online', session: 1 }));
+    ingest.flush();
+    ingest.handle('gw-2', 'reported', json(reported(5)));
+    ingest.flush();
+    ingest.handle('gw-2', 'events', json(event(1)));
+    ingest.flush();
+    expect(durable).toEqual([false, true, true, true]);
+    expect(t.store.db.pragma('synchronous', { simple: true })).toBe(2); // FULL again afterwards
+    expect(rows().n).toBe(2);
+  });
+
   it('10,000 devices x 3 messages are written in a handful of transactions (bounded time)', () => {
     const many = new Set(Array.from({ length: 10_000 }, (_, i) => `gw-${i}`));
     ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => many.has(id) });
