@@ -20,6 +20,14 @@
  *
  * Chunks (and refusals) go out at QoS 1 (DESIGN.md "Decisions taken"): with the agent's
  * persistent session the broker keeps the ones in flight across a short disconnect.
+ *
+ * Back-pressure: a publish through the embedded broker settles once the device's socket took it
+ * (aedes waits for `drain`, or fails it after `drainTimeout`). At most `maxUnsettledBytes` of
+ * chunks per device are unsettled; further requests wait for earlier ones to settle (up to
+ * `maxQueued`), and beyond that are dropped with FG_SLOW_CONSUMER. A device that asks and never
+ * reads (frozen, or an attacker subscribed at QoS 1, which the broker's QoS 0 slow-consumer drop
+ * does not cover) so holds a bounded amount of the broker's memory and delivery slots. Through
+ * an external broker a publish settles at its PUBACK, and that broker bounds its own queues.
  */
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../protocol/errors.js';
@@ -40,6 +48,9 @@ export const DEFAULT_FETCH_RATE: RateSpec = { perSecond: 200, burst: 64 };
 /** Encoded chunk messages kept for other devices fetching the same payload. */
 export const DEFAULT_CHUNK_CACHE_BYTES = 32 * 1024 * 1024;
 
+/** Chunk bytes a device may have published to it and not yet taken from its socket. */
+export const DEFAULT_MAX_UNSETTLED_BYTES = 2 * 1024 * 1024;
+
 /** Snapshot sizes kept (ids are content addresses: a size never changes). */
 const SIZE_CACHE_ENTRIES = 64;
 
@@ -58,6 +69,8 @@ export interface ChunkServerOptions {
   readonly rate?: RateSpec;
   /** Requests a device may have waiting for a token before new ones are refused. Default 32. */
   readonly maxQueued?: number;
+  /** Chunk bytes per device published and not yet settled before requests wait. Default DEFAULT_MAX_UNSETTLED_BYTES. */
+  readonly maxUnsettledBytes?: number;
   /** Bytes of encoded chunk messages kept (0: none). Default DEFAULT_CHUNK_CACHE_BYTES. */
   readonly cacheBytes?: number;
   /** Called for each refusal (the service logs an event for it, rate-limited). */
@@ -75,12 +88,18 @@ export class ChunkServer {
   private readonly encoded = new Map<string, Uint8Array>();
   private encodedBytes = 0;
   private readonly cacheBytes: number;
+  private readonly maxUnsettled: number;
+  /** Per device: chunk bytes published and not settled, and the requests waiting for them. */
+  private readonly flow = new Map<string, { bytes: number; waiting: Array<() => void> }>();
+  private slowLoggedAt = 0;
   readonly counters = {
     served: 0,
     bytes: 0,
     malformed: 0,
     /** Chunks answered from the encoded-message cache. */
     cached: 0,
+    /** Requests dropped because the device did not take what it had been sent (FG_SLOW_CONSUMER). */
+    slow: 0,
     refused: {} as Record<string, number>,
   };
 
@@ -88,6 +107,7 @@ export class ChunkServer {
     this.rate = opts.rate ?? DEFAULT_FETCH_RATE;
     this.maxQueued = opts.maxQueued ?? 32;
     this.cacheBytes = opts.cacheBytes ?? DEFAULT_CHUNK_CACHE_BYTES;
+    this.maxUnsettled = opts.maxUnsettledBytes ?? DEFAULT_MAX_UNSETTLED_BYTES;
   }
 
   /** One message from `{p}/devices/{device}/fetch`. Never throws. */
@@ -124,7 +144,8 @@ export class ChunkServer {
       this.refuse(device, snapshot, offset, 'FG_FETCH_RATE_LIMITED', `over ${this.rate.perSecond}/s`);
       return;
     }
-    const serve = () => this.serve(device, snapshot, size, offset, Math.min(length, LIMITS.maxChunk));
+    const serve = () =>
+      this.whenDrained(device, () => this.serve(device, snapshot, size, offset, Math.min(length, LIMITS.maxChunk)));
     if (wait <= 0) {
       serve();
       return;
@@ -142,6 +163,45 @@ export class ChunkServer {
     this.timers.clear();
     this.encoded.clear();
     this.encodedBytes = 0;
+    this.flow.clear();
+  }
+
+  /** Runs `serve` now, or once the device took enough of what it was sent; drops it when too much waits. */
+  private whenDrained(device: string, serve: () => void): void {
+    const f = this.flow.get(device);
+    if (!f || (f.bytes < this.maxUnsettled && f.waiting.length === 0)) {
+      serve();
+      return;
+    }
+    if (f.waiting.length < this.maxQueued) {
+      f.waiting.push(serve);
+      return;
+    }
+    // No refusal message: the device is not reading, it would only add to its backlog.
+    this.counters.slow++;
+    this.counters.refused.FG_SLOW_CONSUMER = (this.counters.refused.FG_SLOW_CONSUMER ?? 0) + 1;
+    const now = this.opts.clock.now();
+    if (now - this.slowLoggedAt >= 1000) {
+      this.slowLoggedAt = now;
+      this.opts.logger.warn(
+        {
+          device,
+          code: 'FG_SLOW_CONSUMER',
+          unsettled: f.bytes,
+          waiting: f.waiting.length,
+          dropped: this.counters.slow,
+        },
+        'device does not take its chunks: request dropped',
+      );
+    }
+  }
+
+  private settle(device: string, bytes: number): void {
+    const f = this.flow.get(device);
+    if (!f) return;
+    f.bytes -= bytes;
+    while (!this.closed && f.bytes < this.maxUnsettled && f.waiting.length > 0) (f.waiting.shift() as () => void)();
+    if (f.bytes <= 0 && f.waiting.length === 0) this.flow.delete(device);
   }
 
   private sizeOf(snapshot: string): number | null {
@@ -190,7 +250,14 @@ export class ChunkServer {
       msg = encodeChunk({ snapshot, offset, total: size, bytes });
       this.remember(key, msg);
     }
-    this.publish(device, msg);
+    let f = this.flow.get(device);
+    if (!f) {
+      f = { bytes: 0, waiting: [] };
+      this.flow.set(device, f);
+    }
+    f.bytes += msg.byteLength;
+    const sent = msg.byteLength;
+    this.publish(device, msg, () => this.settle(device, sent));
     this.counters.served++;
     this.counters.bytes += n;
   }
@@ -207,10 +274,11 @@ export class ChunkServer {
   }
 
   /** QoS 1, not awaited: a chunk that does not arrive is asked for again by the device's timer. */
-  private publish(device: string, msg: Uint8Array): void {
+  private publish(device: string, msg: Uint8Array, settled?: () => void): void {
     this.opts.link
       .publish(deviceTopic(this.opts.prefix, device, 'chunk'), msg, { qos: 1, retain: false })
-      .catch((e: unknown) => this.opts.logger.debug({ err: e, device }, 'chunk publish failed'));
+      .catch((e: unknown) => this.opts.logger.debug({ err: e, device }, 'chunk publish failed'))
+      .finally(settled);
   }
 
   private refuse(device: string, snapshot: string, offset: number, code: ErrorCode, detail: string): void {

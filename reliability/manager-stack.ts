@@ -27,6 +27,12 @@ export interface StackOptions {
   /** Broker port; 0 picks one (a restart reuses the first one). */
   readonly port?: number;
   readonly service?: Partial<FleetServiceOptions>;
+  /**
+   * The manager's link in-process, as manager/server.ts runs it with the embedded broker (the
+   * default here is mqtt.js over loopback). Its QoS 1 publishes settle once the device's socket
+   * took them, which the chunk server's back-pressure relies on (manager/chunk-server.ts).
+   */
+  readonly inProcess?: boolean;
 }
 
 export interface ManagerStack {
@@ -78,7 +84,14 @@ export async function startStack(o: StackOptions): Promise<ManagerStack> {
       ...o.service,
     });
     auth = service.authenticator;
-    await service.start({ mqtt: { url, ...MANAGER_CREDENTIALS, clientId: MANAGER_CREDENTIALS.username } });
+    await service.start({
+      mqtt: {
+        url,
+        ...MANAGER_CREDENTIALS,
+        clientId: MANAGER_CREDENTIALS.username,
+        ...(o.inProcess ? { local: broker.localClient(MANAGER_CREDENTIALS.username) } : {}),
+      },
+    });
     welcome = true;
   } catch (e) {
     await broker.close();

@@ -28,7 +28,8 @@ export interface SecurityOptions {
 export async function runSecurity(o: SecurityOptions): Promise<AreaResult> {
   const tally = new Tally('security (attacks refused, service serving)', 'attack');
   const capture = captureLog({ level: 'debug' });
-  const fleet = await Fleet.start(capture.logger, { service: { maxBundleBytes: BODY_LIMIT } });
+  // The manager as it runs (manager/server.ts): in-process with its embedded broker.
+  const fleet = await Fleet.start(capture.logger, { service: { maxBundleBytes: BODY_LIMIT }, inProcess: true });
   const app = await buildApp({
     service: fleet.stack.service,
     logger: capture.logger.child({ component: 'http' }),

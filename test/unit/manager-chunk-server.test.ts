@@ -161,4 +161,40 @@ describe('chunk server', () => {
     fetch('gw-1', b1.id, 65_536);
     expect(out.map((o) => ('error' in o.msg ? o.msg.error : 'bytes'))).toEqual(['bytes', 'FG_FETCH_REFUSED']);
   });
+
+  it('holds requests while a device has not taken what it was sent; drops them (FG_SLOW_CONSUMER) when too many wait', async () => {
+    const settle: Array<() => void> = [];
+    const sent: string[] = [];
+    const slow = new ChunkServer({
+      store: t.store,
+      reader: new PayloadReader((id) => `${t.dir}/snapshots/${id}.payload`),
+      link: {
+        // A publish settles when the device's socket took the message (aedes waits for drain).
+        publish: (topic: string, payload: Uint8Array) => {
+          const m = decodeChunk(payload);
+          sent.push(`${topic.split('/')[3]}:${m.ok ? m.value.offset : '?'}`);
+          return new Promise<void>((r) => settle.push(r));
+        },
+      },
+      prefix: 'fleetgate/v1',
+      clock,
+      logger: silent,
+      rate: { perSecond: 1000, burst: 100 },
+      maxQueued: 2,
+      maxUnsettledBytes: 100_000,
+    });
+    const ask = (dev: string, snap: string, i: number) =>
+      slow.handle(dev, encodeFetch({ snapshot: snap, offset: i * 30_000, length: 30_000 }));
+    for (let i = 0; i < 7; i++) ask('gw-1', b1.id, i);
+    // Four messages of ~30 KB pass 100 KB unsettled; two requests wait, the seventh is dropped.
+    expect(sent).toEqual(['gw-1:0', 'gw-1:30000', 'gw-1:60000', 'gw-1:90000']);
+    expect(slow.counters).toMatchObject({ served: 4, slow: 1 });
+    ask('gw-2', b2.id, 0); // another device is not held up
+    expect(sent.at(-1)).toBe('gw-2:0');
+    settle[0]!();
+    settle[1]!();
+    for (let i = 0; i < 5; i++) await Promise.resolve(); // the settle callbacks run as microtasks
+    expect(sent.slice(5)).toEqual(['gw-1:120000', 'gw-1:150000']);
+    slow.close();
+  });
 });
