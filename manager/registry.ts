@@ -91,6 +91,8 @@ export class Registry {
    * the dashboard, the rollout feed and assign read a device per message or per device (issue 6).
    */
   private readonly records = new Map<string, DeviceRecord>();
+  /** records' keys sorted, rebuilt after an enrolment of a new id. */
+  private sorted: string[] | null = null;
 
   constructor(private readonly opts: RegistryOptions) {
     for (const d of opts.store.devices.list()) {
@@ -116,6 +118,7 @@ export class Registry {
     const cred = await this.hash(v.id, secret, now);
     // Checked again inside the transaction: two concurrent adds of one id race across the await.
     if (!this.opts.store.devices.insert(device, cred)) throw FleetgateError.of('FG_DEVICE_EXISTS', v.id);
+    if (!this.records.has(v.id)) this.sorted = null;
     this.records.set(v.id, device);
     this.live.add(v.id);
     this.opts.onLiveChange?.(v.id, true);
@@ -179,50 +182,39 @@ export class Registry {
   }
 
   list(filter: DeviceFilter = {}): DeviceSummary[] {
-    const { store } = this.opts;
-    const targets = store.desired.targetMap();
-    const drifting = new Set(store.drift.list().map((d) => d.device));
-    const out: DeviceSummary[] = [];
-    for (const d of store.devices.list()) {
-      if (d.removed !== null && !filter.includeRemoved) continue;
-      if (filter.site !== undefined && d.site !== filter.site) continue;
-      if (filter.labels && !Object.entries(filter.labels).every(([k, v]) => d.labels[k] === v)) continue;
-      const s = this.summary(d, targets.get(d.id) ?? null, drifting.has(d.id));
-      if (filter.state !== undefined && s.state !== filter.state) continue;
-      if (filter.drifting !== undefined && s.drifting !== filter.drifting) continue;
-      out.push(s);
-    }
-    return out;
+    return this.page(filter, null, Number.POSITIVE_INFINITY).devices;
   }
 
   /**
    * Up to `limit` devices in id order after the id `after`, with the same filters as list(). Work
-   * is bounded by the page, not the fleet: rows are read from the primary key in slices and each
-   * is joined with its desired target and drift by indexed reads. Filters on state, drift or labels
-   * that match few devices scan further (at worst the whole fleet, as list() does).
+   * is bounded by the page, not the fleet: ids are kept sorted in memory (binary search to the
+   * cursor) and each device is joined with its desired target and drift from memory too. Filters
+   * on site, state, drift or labels that match few devices look further until the page is full
+   * (at worst every device, all in memory).
    */
   page(filter: DeviceFilter, after: string | null, limit: number): DevicePage {
     const { store } = this.opts;
+    const ids = this.sortedIds();
     const out: DeviceSummary[] = [];
-    const slice = Math.min(1_000, Math.max(64, limit + 1));
-    let cursor = after ?? '';
-    for (;;) {
-      const rows = store.devices.listAfter(cursor, slice, {
-        ...(filter.site !== undefined ? { site: filter.site } : {}),
-        ...(filter.includeRemoved ? { includeRemoved: true } : {}),
-      });
-      for (const d of rows) {
-        cursor = d.id;
-        if (filter.labels && !Object.entries(filter.labels).every(([k, v]) => d.labels[k] === v)) continue;
-        if (filter.state !== undefined && (this.opts.latestOf(d.id)?.status ?? 'unknown') !== filter.state) continue;
-        const drifting = store.drift.has(d.id);
-        if (filter.drifting !== undefined && drifting !== filter.drifting) continue;
-        // One more than asked tells whether a next page exists without an empty last page.
-        if (out.length === limit) return { devices: out, next: out[limit - 1]?.id ?? null };
-        out.push(this.summary(d, store.desired.targetOf(d.id), drifting));
-      }
-      if (rows.length < slice) return { devices: out, next: null };
+    for (let i = after === null ? 0 : firstAfter(ids, after); i < ids.length; i++) {
+      const d = this.records.get(ids[i]!)!;
+      if (d.removed !== null && !filter.includeRemoved) continue;
+      if (filter.site !== undefined && d.site !== filter.site) continue;
+      if (filter.labels && !Object.entries(filter.labels).every(([k, v]) => d.labels[k] === v)) continue;
+      if (filter.state !== undefined && (this.opts.latestOf(d.id)?.status ?? 'unknown') !== filter.state) continue;
+      const drifting = store.drift.has(d.id);
+      if (filter.drifting !== undefined && drifting !== filter.drifting) continue;
+      // One more than asked tells whether a next page exists without an empty last page.
+      if (out.length === limit) return { devices: out, next: out[limit - 1]?.id ?? null };
+      out.push(this.summary(d, store.desired.targetOf(d.id), drifting));
     }
+    return { devices: out, next: null };
+  }
+
+  /** Every device id (removed ones too) in the order of the devices table's key (ASCII ids: code units). */
+  private sortedIds(): readonly string[] {
+    this.sorted ??= [...this.records.keys()].sort();
+    return this.sorted;
   }
 
   /** FG_DEVICE_NOT_FOUND for unknown ids; removed devices are shown (with `removed` set). */
@@ -322,4 +314,16 @@ export class Registry {
       drifting,
     };
   }
+}
+
+/** Index of the first id that sorts after `after` (binary search). */
+function firstAfter(ids: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid]! <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

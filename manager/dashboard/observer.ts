@@ -131,8 +131,6 @@ const PHASE_KEYS = [
   'reverted',
   'none',
 ];
-/** Summary fields whose change is worth a row update (lastSeen moves with every message). */
-const ROW_KEYS = ['state', 'phase', 'activeSnapshot', 'desiredSnapshot', 'drifting', 'removed', 'site'] as const;
 const BACKFILL_DAYS = 30;
 const BACKFILL_MAX = 100_000;
 
@@ -706,12 +704,8 @@ export class FleetObserver {
 
 /** What makes a row change worth showing at once (and flashing): not the numbers that move all the time. */
 function rowKey(r: FleetRow): string {
-  return JSON.stringify([
-    ...ROW_KEYS.map((k) => r[k]),
-    r.failure?.code ?? null,
-    r.health?.runtime ?? null,
-    r.health?.adapter ?? null,
-    r.health?.snapshot ?? null,
-    r.progress && r.progress.total > 0 ? Math.floor((r.progress.bytes / r.progress.total) * 10) : null,
-  ]);
+  // Joined with NUL (no field can hold one: sites are printable, the rest are enums, hex ids,
+  // numbers and codes), not JSON.stringify of an array: this runs for every device that reports.
+  const p = r.progress && r.progress.total > 0 ? Math.floor((r.progress.bytes / r.progress.total) * 10) : null;
+  return `${r.state}\u0000${r.phase}\u0000${r.activeSnapshot}\u0000${r.desiredSnapshot}\u0000${r.drifting}\u0000${r.removed}\u0000${r.site}\u0000${r.failure?.code ?? null}\u0000${r.health?.runtime ?? null}\u0000${r.health?.adapter ?? null}\u0000${r.health?.snapshot ?? null}\u0000${p}`;
 }

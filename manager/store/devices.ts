@@ -38,10 +38,6 @@ export interface StoredCredential {
 export class DeviceRepo {
   private readonly byId;
   private readonly all;
-  private readonly after;
-  private readonly afterLive;
-  private readonly afterSite;
-  private readonly afterSiteLive;
   private readonly ins;
   private readonly rm;
   private readonly revive;
@@ -56,17 +52,6 @@ export class DeviceRepo {
   ) {
     this.byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE id = ?');
     this.all = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY id');
-    // Keyset pages walk the primary key: no OFFSET, stable while devices are enrolled meanwhile.
-    this.after = db.prepare<[string, number], DeviceRow>('SELECT * FROM devices WHERE id > ? ORDER BY id LIMIT ?');
-    this.afterLive = db.prepare<[string, number], DeviceRow>(
-      'SELECT * FROM devices WHERE id > ? AND removed IS NULL ORDER BY id LIMIT ?',
-    );
-    this.afterSite = db.prepare<[string, string, number], DeviceRow>(
-      'SELECT * FROM devices WHERE site = ? AND id > ? ORDER BY id LIMIT ?',
-    );
-    this.afterSiteLive = db.prepare<[string, string, number], DeviceRow>(
-      'SELECT * FROM devices WHERE site = ? AND id > ? AND removed IS NULL ORDER BY id LIMIT ?',
-    );
     this.ins = db.prepare(
       'INSERT INTO devices (id, site, labels, hardware, adapters, created, removed) VALUES (?, ?, ?, ?, ?, ?, NULL)',
     );
@@ -97,15 +82,6 @@ export class DeviceRepo {
 
   list(): DeviceRecord[] {
     return this.all.all().map(toRecord);
-  }
-
-  /** Up to `limit` devices with an id after `after` (`''`: from the start), in id order, of one site if given. */
-  listAfter(after: string, limit: number, opts: { site?: string; includeRemoved?: boolean } = {}): DeviceRecord[] {
-    const rows =
-      opts.site === undefined
-        ? (opts.includeRemoved ? this.after : this.afterLive).all(after, limit)
-        : (opts.includeRemoved ? this.afterSite : this.afterSiteLive).all(opts.site, after, limit);
-    return rows.map(toRecord);
   }
 
   /**
