@@ -269,7 +269,7 @@ export const ERRORS = {
   // --- reliability campaign (H5b) ---
   FG_SLOW_CONSUMER: {
     category: 'download',
-    message: 'a device does not read what the broker sends it: QoS 0 messages to it are dropped',
+    message: 'a device does not read what the broker sends it: QoS 0 messages to it and its chunk requests are dropped',
     hint: 'The device (or its network) has stopped reading; chunks it asked for are dropped so others keep being served. It asks again once it reads; check its link if this repeats.',
   },
   // --- agent slot store and update machine (H4) ---
