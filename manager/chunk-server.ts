@@ -250,6 +250,13 @@ export class ChunkServer {
       msg = encodeChunk({ snapshot, offset, total: size, bytes });
       this.remember(key, msg);
     }
+    this.send(device, msg);
+    this.counters.served++;
+    this.counters.bytes += n;
+  }
+
+  /** Publishes and counts the message as unsettled until the broker is done with it. */
+  private send(device: string, msg: Uint8Array): void {
     let f = this.flow.get(device);
     if (!f) {
       f = { bytes: 0, waiting: [] };
@@ -258,8 +265,6 @@ export class ChunkServer {
     f.bytes += msg.byteLength;
     const sent = msg.byteLength;
     this.publish(device, msg, () => this.settle(device, sent));
-    this.counters.served++;
-    this.counters.bytes += n;
   }
 
   private remember(key: string, msg: Uint8Array): void {
@@ -274,7 +279,7 @@ export class ChunkServer {
   }
 
   /** QoS 1, not awaited: a chunk that does not arrive is asked for again by the device's timer. */
-  private publish(device: string, msg: Uint8Array, settled?: () => void): void {
+  private publish(device: string, msg: Uint8Array, settled: () => void): void {
     this.opts.link
       .publish(deviceTopic(this.opts.prefix, device, 'chunk'), msg, { qos: 1, retain: false })
       .catch((e: unknown) => this.opts.logger.debug({ err: e, device }, 'chunk publish failed'))
@@ -284,7 +289,9 @@ export class ChunkServer {
   private refuse(device: string, snapshot: string, offset: number, code: ErrorCode, detail: string): void {
     this.counters.refused[code] = (this.counters.refused[code] ?? 0) + 1;
     this.opts.logger.warn({ device, snapshot, offset, code, detail }, 'fetch refused');
-    this.publish(device, encodeChunk({ snapshot, offset, error: code, detail }));
+    // A device over its unsettled bytes is not reading: a refusal would only add to its backlog.
+    if ((this.flow.get(device)?.bytes ?? 0) < this.maxUnsettled)
+      this.send(device, encodeChunk({ snapshot, offset, error: code, detail }));
     this.opts.onRefused?.(device, snapshot, code, detail);
   }
 }

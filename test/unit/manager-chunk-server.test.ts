@@ -191,6 +191,9 @@ describe('chunk server', () => {
     expect(slow.counters).toMatchObject({ served: 4, slow: 1 });
     ask('gw-2', b2.id, 0); // another device is not held up
     expect(sent.at(-1)).toBe('gw-2:0');
+    ask('gw-1', b2.id, 0); // refused (not its snapshot) and counted, but not sent: gw-1 does not read
+    expect(slow.counters.refused.FG_FETCH_REFUSED).toBe(1);
+    expect(sent).toHaveLength(5);
     settle[0]!();
     settle[1]!();
     for (let i = 0; i < 5; i++) await Promise.resolve(); // the settle callbacks run as microtasks
