@@ -38,11 +38,16 @@ import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 /** `FG_BENCH_PROFILE_DIR=dir`: CPU profiles of the manager (this process) for each phase. */
 const PROFILE_DIR = process.env.FG_BENCH_PROFILE_DIR;
 const prof = profilerCommands();
-const profStart = async () => {
-  if (PROFILE_DIR) await prof.profStart?.({});
+/** The manager's profile, and the simulator's (`rollout-fleet-<tag>-sim.cpuprofile`) when `sim` is given. */
+const profStart = async (sim?: BenchChild) => {
+  if (!PROFILE_DIR) return;
+  await prof.profStart?.({});
+  await sim?.call('profStart', {});
 };
-const profStop = async (tag: string) => {
-  if (PROFILE_DIR) await prof.profStop?.({ file: join(PROFILE_DIR, `rollout-fleet-${tag}.cpuprofile`) });
+const profStop = async (tag: string, sim?: BenchChild) => {
+  if (!PROFILE_DIR) return;
+  await prof.profStop?.({ file: join(PROFILE_DIR, `rollout-fleet-${tag}.cpuprofile`) });
+  await sim?.call('profStop', { file: join(PROFILE_DIR, `rollout-fleet-${tag}-sim.cpuprofile`) });
 };
 
 const FINAL = new Set(['completed', 'rolled_back', 'failed', 'aborted']);
@@ -57,13 +62,32 @@ async function brokerMessages(http: string, token: string): Promise<number> {
   return Number(m[1]);
 }
 
-/** Polls the rollout until it reaches one of `phases` (or any final phase); returns when it did. */
-async function waitPhase(m: RunningManager, id: string, phases: string[], timeoutMs: number): Promise<string> {
-  const until = performance.now() + timeoutMs;
+/** Polls the rollout until it reaches one of `phases` (or any final phase); logs its progress every 10 s. */
+async function waitPhase(
+  m: RunningManager,
+  id: string,
+  phases: string[],
+  timeoutMs: number,
+  log: (l: string) => void,
+): Promise<string> {
+  const t0 = performance.now();
+  let told = t0;
   for (;;) {
-    const phase = m.rollouts.get(id).rollout.phase;
-    if (phases.includes(phase) || FINAL.has(phase)) return phase;
-    if (performance.now() > until) throw new Error(`rollout ${id} still ${phase} after ${timeoutMs} ms`);
+    const phase = m.rollouts.phase(id);
+    // Waiting for `completed`, a rollback means it will not come: no point waiting for its end.
+    if (phases.includes(phase) || FINAL.has(phase) || (phase === 'rolling_back' && !phases.includes(phase)))
+      return phase;
+    const now = performance.now();
+    if (now - t0 > timeoutMs) throw new Error(`rollout ${id} still ${phase} after ${timeoutMs} ms`);
+    if (now - told >= 10_000) {
+      told = now;
+      const r = m.rollouts.list({ active: true }).find((x) => x.id === id);
+      const counts = Object.entries(r?.counts ?? {})
+        .filter(([, v]) => v > 0)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ');
+      log(`  ... ${((now - t0) / 1000).toFixed(0)} s: ${phase}, stage ${r?.stage ?? '-'}: ${counts}`);
+    }
     await sleep(50);
   }
 }
@@ -174,9 +198,12 @@ export async function runRolloutFleet(
       return m.service.listDevices().filter((d) => d.activeSnapshot === snap && d.phase === 'committed').length;
     };
     const b0 = performance.now();
+    // Listing the fleet costs the manager O(N): polled once a second at fleet scale.
+    const poll = n > 1_000 ? 1_000 : 200;
+    const limit = Math.max(300_000, n * 60);
     while (settled(v1.opened.id) < n) {
-      if (performance.now() - b0 > 300_000) throw new Error(`baseline: ${settled(v1.opened.id)}/${n} committed`);
-      await sleep(200);
+      if (performance.now() - b0 > limit) throw new Error(`baseline: ${settled(v1.opened.id)}/${n} committed`);
+      await sleep(poll);
     }
     const setupS = (performance.now() - t0) / 1000;
     log(`baseline committed on ${n} devices after ${((performance.now() - b0) / 1000).toFixed(1)} s`);
@@ -189,6 +216,9 @@ export async function runRolloutFleet(
       'hold: 0s',
       'deadline: 5m',
       'in_flight: null',
+      // One device in 100 may fail (a download timing out on a loaded machine) without rolling
+      // back 10,000; failures are printed below, and the canary still allows none.
+      'max_failed: 1%',
       'stages:',
       '  - canary: 1 site',
       '  - batch: 10 sites',
@@ -197,26 +227,30 @@ export async function runRolloutFleet(
     ].join('\n');
     const msg0 = await brokerMessages(http, token);
     const bytes0 = m.service.stats().fetch.bytes;
-    await profStart();
+    await profStart(s);
     const r0 = performance.now();
     const created = await m.rollouts.create({ plan });
     const id = created.rollout.id;
-    const rolloutPhase = await waitPhase(m, id, ['completed'], 600_000);
+    const rolloutPhase = await waitPhase(m, id, ['completed'], 900_000, log);
     const rolloutS = (performance.now() - r0) / 1000;
-    await profStop(`${n}-rollout`);
+    await profStop(`${n}-rollout`, s);
+    const report = m.rollouts.get(id).report;
+    for (const f of report.failures) log(`  failed: ${JSON.stringify(f).slice(0, 300)}`);
+    if (rolloutPhase !== 'completed') log(`  rollout ${rolloutPhase}: ${m.rollouts.get(id).rollout.reason}`);
     const messages = (await brokerMessages(http, token)) - msg0;
     const bytes1 = m.service.stats().fetch.bytes;
     log(`rollout ${rolloutPhase} in ${rolloutS.toFixed(2)} s (${messages} messages, ${bytes1 - bytes0} bytes served)`);
     await sleep(1_000);
 
     // (b) the rollback of the whole fleet.
-    await profStart();
+    await profStart(s);
     const k0 = performance.now();
     const bytes2 = m.service.stats().fetch.bytes;
-    await m.rollouts.command(id, 'rollback', 'bench');
-    const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 300_000);
+    // A rollout that stopped by itself is already rolling back: timed from here to its end.
+    if (rolloutPhase === 'completed') await m.rollouts.command(id, 'rollback', 'bench');
+    const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 600_000, log);
     const rollbackS = (performance.now() - k0) / 1000;
-    await profStop(`${n}-rollback`);
+    await profStop(`${n}-rollback`, s);
     const rollbackBytes = m.service.stats().fetch.bytes - bytes2;
     log(`rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served`);
 
@@ -345,8 +379,8 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
   ];
 }
 
-/** N: FG_BENCH_ROLLOUT_DEVICES overrides the default (see docs/benchmarks.md for why it is not 10,000). */
-export const DEFAULT_DEVICES = 2_000;
+/** N: the issue's 10,000 (quick: 200); FG_BENCH_ROLLOUT_DEVICES overrides both. */
+export const DEFAULT_DEVICES = 10_000;
 
 export const rolloutFleetBench: Bench = {
   name: 'rollout-fleet',
@@ -354,7 +388,7 @@ export const rolloutFleetBench: Bench = {
   async run({ quick, log }) {
     const n = Number(process.env.FG_BENCH_ROLLOUT_DEVICES) || (quick ? 200 : DEFAULT_DEVICES);
     const r = await runRolloutFleet(n, { steadyS: quick ? 10 : 60, log });
-    return rolloutFigures(r, n < 10_000 ? `; N=${n}, not the issue's 10,000 (docs/benchmarks.md)` : '');
+    return rolloutFigures(r, n < 10_000 ? `; N=${n}, not the issue's 10,000` : '');
   },
 };
 

@@ -6,7 +6,7 @@
  */
 import pino from 'pino';
 import { type EnrolledDevice, SimFleet } from '../simulator/index.js';
-import { serveParent } from './kit.js';
+import { profilerCommands, serveParent } from './kit.js';
 
 let fleet: SimFleet | null = null;
 
@@ -16,6 +16,8 @@ function need(): SimFleet {
 }
 
 serveParent({
+  /** profStart / profStop {file}: a CPU profile of the simulator for one phase (FG_BENCH_PROFILE_DIR). */
+  ...profilerCommands(),
   /** Starts every agent and resolves once all are connected: { ms } from the first start. */
   async start(a) {
     const devices = a.devices as EnrolledDevice[];
