@@ -24,6 +24,12 @@ export const MOSQUITTO_FILES = { conf: 'mosquitto.conf', passwd: 'passwd', acl: 
 /** fleetgate's largest MQTT message is a 256 KiB chunk (LIMITS.maxChunk) plus a few bytes of CBOR. */
 export const MOSQUITTO_MAX_PACKET = 1024 * 1024;
 
+/** Per client: queued QoS 1 messages beyond those in flight (a download window and its fetches). */
+export const MOSQUITTO_MAX_QUEUED = { messages: 64, bytes: 8 * 1024 * 1024 } as const;
+
+/** How long mosquitto keeps the persistent session of a device that stays away. */
+export const MOSQUITTO_SESSION_EXPIRY = '7d';
+
 /** A password file entry for `secret`, in mosquitto 2's PBKDF2-SHA512 (`$7$`) format. */
 export function mosquittoPasswordHash(secret: string, opts: { salt?: Uint8Array; iterations?: number } = {}): string {
   const salt = opts.salt ?? randomBytes(MOSQUITTO_HASH.saltBytes);
@@ -214,6 +220,14 @@ export function renderMosquittoConf(prefix: string, s: MosquittoSettings): strin
     '',
     '# The largest fleetgate message is a 256 KiB chunk; anything much bigger is not ours.',
     `max_packet_size ${MOSQUITTO_MAX_PACKET}`,
+    '',
+    '# Agents keep a persistent session (DESIGN.md "Decisions taken"): a download resumes without',
+    '# a chunk sent twice. Bound what an absent device costs: its QoS 1 chunks queued beyond the',
+    '# in-flight window (16 x 256 KiB) are capped, and a session unused for a week is dropped (the',
+    '# device then starts a new one and re-asks what it misses).',
+    `max_queued_messages ${MOSQUITTO_MAX_QUEUED.messages}`,
+    `max_queued_bytes ${MOSQUITTO_MAX_QUEUED.bytes}`,
+    `persistent_client_expiration ${MOSQUITTO_SESSION_EXPIRY}`,
   );
   if (s.standalone) {
     out.push(

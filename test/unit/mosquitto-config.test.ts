@@ -211,6 +211,15 @@ describe('mosquitto.conf', () => {
     expect(plain).not.toMatch(/certfile|cafile/);
   });
 
+  it('bounds what the persistent session of an absent device holds, standalone and as a snippet', () => {
+    for (const standalone of [true, false]) {
+      const conf = renderMosquittoConf(P, { ...SETTINGS, standalone });
+      expect(conf).toMatch(/^max_queued_messages 64$/m);
+      expect(conf).toMatch(/^max_queued_bytes 8388608$/m);
+      expect(conf).toMatch(/^persistent_client_expiration 7d$/m);
+    }
+  });
+
   it('as a conf.d snippet leaves persistence, logging, pid and user to the main file', () => {
     const conf = renderMosquittoConf(P, { ...SETTINGS, standalone: false, pidFile: '/run/m.pid', user: 'mosquitto' });
     expect(conf).not.toMatch(/^(persistence|log_dest|pid_file|user) /m);
