@@ -40,6 +40,11 @@ export interface IngestOptions {
   readonly isLive: (device: string) => boolean;
   readonly intervalMs?: number;
   readonly maxMessages?: number;
+  /**
+   * A device's row changed by health or telemetry only is written at most this often by the
+   * timer (listeners still hear of every change at once; flush() writes everything). Default 30 s.
+   */
+  readonly softWriteMs?: number;
   /** After each flush (the store has the data). */
   readonly onFlushed?: (c: IngestChanges) => void;
 }
@@ -49,6 +54,8 @@ const LOG_EVERY_MS = 60_000;
 export class Ingest {
   private readonly latest = new Map<string, LatestState>();
   private dirty = new Set<string>();
+  /** Devices whose row changed by health or telemetry only, with when it first did. */
+  private softDirty = new Map<string, number>();
   private pendingEvents: NewEvent[] = [];
   private changes = newChanges();
   private pendingCount = 0;
@@ -56,6 +63,7 @@ export class Ingest {
   private readonly lastLogged = new Map<string, number>();
   private readonly intervalMs: number;
   private readonly maxMessages: number;
+  private readonly softWriteMs: number;
   readonly counters = { received: 0, accepted: 0, duplicates: 0, flushes: 0, rejected: {} as Record<string, number> };
   /**
    * Devices online and lost among the live ones (FleetService.stats, polled by /api/v1/health):
@@ -66,6 +74,7 @@ export class Ingest {
   constructor(private readonly opts: IngestOptions) {
     this.intervalMs = opts.intervalMs ?? 250;
     this.maxMessages = opts.maxMessages ?? 2_000;
+    this.softWriteMs = opts.softWriteMs ?? 30_000;
   }
 
   /** Loads the stored latest state (call once, before messages arrive). */
@@ -75,7 +84,7 @@ export class Ingest {
 
   start(): void {
     this.stop();
-    this.timer = setInterval(() => this.flushSafely(), this.intervalMs);
+    this.timer = setInterval(() => this.flushSafely(true), this.intervalMs);
     this.timer.unref();
   }
 
@@ -117,6 +126,7 @@ export class Ingest {
     if (this.opts.isLive(device)) this.liveChanged(device, false);
     this.latest.delete(device);
     this.dirty.delete(device);
+    this.softDirty.delete(device);
     this.opts.store.latest.delete(device);
   }
 
@@ -189,13 +199,16 @@ export class Ingest {
         }
         const o = observeArrival(cur.arrival.health, m.value, now, this.opts.epoch);
         if (!o.fresh) break;
-        this.put({
-          ...cur,
-          health: m.value,
-          healthAt: now,
-          lastSeen: now,
-          arrival: { ...cur.arrival, health: o.next },
-        });
+        this.put(
+          {
+            ...cur,
+            health: m.value,
+            healthAt: now,
+            lastSeen: now,
+            arrival: { ...cur.arrival, health: o.next },
+          },
+          true,
+        );
         this.changes.health.add(device);
         fresh = true;
         break;
@@ -208,13 +221,16 @@ export class Ingest {
         }
         const o = observeArrival(cur.arrival.telemetry, m.value, now, this.opts.epoch);
         if (!o.fresh) break;
-        this.put({
-          ...cur,
-          telemetry: m.value,
-          telemetryAt: now,
-          lastSeen: now,
-          arrival: { ...cur.arrival, telemetry: o.next },
-        });
+        this.put(
+          {
+            ...cur,
+            telemetry: m.value,
+            telemetryAt: now,
+            lastSeen: now,
+            arrival: { ...cur.arrival, telemetry: o.next },
+          },
+          true,
+        );
         this.changes.telemetry.add(device);
         fresh = true;
         break;
@@ -236,12 +252,23 @@ export class Ingest {
     }
     if (fresh) this.counters.accepted++;
     else this.counters.duplicates++;
-    if (this.pendingCount >= this.maxMessages) this.flushSafely();
+    if (this.pendingCount >= this.maxMessages) this.flushSafely(true);
   }
 
-  /** Writes pending rows and events in one transaction, then reports what changed. */
-  flush(): void {
-    if (this.pendingCount === 0 && this.dirty.size === 0) return;
+  /**
+   * Writes pending rows and events in one transaction, then reports what changed. `dueOnly` (the
+   * timer): rows changed by health or telemetry alone wait until `softWriteMs` after their first
+   * change, so a device reporting every 10 s costs one row write per 30 s, not three: the rows
+   * only serve a restart, and the devices send both again within 10 s.
+   */
+  flush(dueOnly = false): void {
+    const due: string[] = [];
+    const cutoff = this.opts.clock.now() - this.softWriteMs;
+    for (const [id, since] of this.softDirty) {
+      if (dueOnly && since > cutoff) break; // kept in the order of their first change
+      due.push(id);
+    }
+    if (this.pendingCount === 0 && this.dirty.size === 0 && due.length === 0) return;
     const dirty = this.dirty;
     const events = this.pendingEvents;
     const changes = this.changes;
@@ -256,6 +283,10 @@ export class Ingest {
           const s = this.latest.get(id);
           if (s) store.latest.save(s);
         }
+        for (const id of due) {
+          const s = this.latest.get(id);
+          if (s) store.latest.save(s);
+        }
         for (const e of events) {
           const rec = store.events.append(e);
           if (rec) written.push(rec);
@@ -265,6 +296,7 @@ export class Ingest {
     );
     // Swap only after the commit: a failed transaction keeps everything pending for the next try.
     this.dirty = new Set();
+    for (const id of due) this.softDirty.delete(id);
     this.pendingEvents = [];
     this.changes = newChanges();
     this.pendingCount = 0;
@@ -276,17 +308,23 @@ export class Ingest {
     }
   }
 
-  private flushSafely(): void {
+  private flushSafely(dueOnly: boolean): void {
     try {
-      this.flush();
+      this.flush(dueOnly);
     } catch (e) {
       this.opts.logger.error({ err: e, pending: this.pendingCount }, 'ingest flush failed; will retry');
     }
   }
 
-  private put(s: LatestState): void {
+  /** `soft`: only health or telemetry changed (the row may wait, see flush). */
+  private put(s: LatestState, soft = false): void {
     this.latest.set(s.device, s);
-    this.dirty.add(s.device);
+    if (!soft) {
+      this.dirty.add(s.device);
+      this.softDirty.delete(s.device);
+    } else if (!this.dirty.has(s.device) && !this.softDirty.has(s.device)) {
+      this.softDirty.set(s.device, this.opts.clock.now());
+    }
     this.pendingCount++;
   }
 

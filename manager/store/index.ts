@@ -16,6 +16,8 @@ export class Store {
   readonly drift: DriftRepo;
   /** Devices whose registry row or desired document changed (see journal.ts). */
   readonly journal = new DeviceJournal();
+  private readonly relaxed;
+  private readonly strict;
 
   constructor(readonly db: Db) {
     this.devices = new DeviceRepo(db, this.journal);
@@ -25,6 +27,8 @@ export class Store {
     this.events = new EventRepo(db);
     this.drift = new DriftRepo(db);
     this.drift.resync();
+    this.relaxed = db.prepare('PRAGMA synchronous = NORMAL');
+    this.strict = db.prepare('PRAGMA synchronous = FULL');
   }
 
   static open(path: string): Store {
@@ -39,11 +43,11 @@ export class Store {
    */
   transaction<T>(fn: () => T, opts: { durable?: boolean } = {}): T {
     if (opts.durable !== false) return this.run(fn);
-    this.db.pragma('synchronous = NORMAL');
+    this.relaxed.run();
     try {
       return this.run(fn);
     } finally {
-      this.db.pragma('synchronous = FULL');
+      this.strict.run();
     }
   }
 

@@ -216,6 +216,27 @@ describe('ingestion', () => {
     expect(rows().n).toBe(2);
   });
 
+  it('the timer writes a row changed by health or telemetry alone once softWriteMs after its change; listeners hear at once; flush() writes all', () => {
+    const stored = (id: string) => t.store.latest.loadAll().find((l) => l.device === id);
+    ingest.handle('gw-1', 'state', json({ status: 'online', session: 1 }));
+    ingest.flush(true);
+    expect(stored('gw-1')?.status).toBe('online'); // a connection change: written at once
+    ingest.handle('gw-2', 'health', json(health(1, 0)));
+    ingest.flush(true);
+    expect(stored('gw-2')).toBeUndefined();
+    expect([...flushed.at(-1)!.health]).toEqual(['gw-2']);
+    clock.t += 29_999;
+    ingest.handle('gw-1', 'telemetry', json(telemetry(1, 0)));
+    ingest.flush(true);
+    expect(stored('gw-2')).toBeUndefined();
+    clock.t += 1;
+    ingest.flush(true); // due now, without a new message
+    expect(stored('gw-2')?.health?.seq).toBe(0);
+    expect(stored('gw-1')?.telemetry).toBeNull();
+    ingest.flush(); // an explicit flush writes everything
+    expect(stored('gw-1')?.telemetry?.seq).toBe(0);
+  });
+
   it('10,000 devices x 3 messages are written in a handful of transactions (bounded time)', () => {
     const many = new Set(Array.from({ length: 10_000 }, (_, i) => `gw-${i}`));
     ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => many.has(id) });
