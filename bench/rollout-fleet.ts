@@ -75,7 +75,7 @@ async function waitPhase(
   for (;;) {
     const phase = m.rollouts.phase(id);
     // Waiting for `completed`, a rollback means it will not come: no point waiting for its end.
-    if (phases.includes(phase) || FINAL.has(phase) || (phase === 'rolling_back' && !phases.includes(phase)))
+    if (phases.includes(phase) || FINAL.has(phase) || (phase === 'rolling_back' && phases.includes('completed')))
       return phase;
     const now = performance.now();
     if (now - t0 > timeoutMs) throw new Error(`rollout ${id} still ${phase} after ${timeoutMs} ms`);
