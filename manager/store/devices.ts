@@ -38,6 +38,7 @@ export interface StoredCredential {
 export class DeviceRepo {
   private readonly byId;
   private readonly all;
+  private readonly allIds;
   private readonly ins;
   private readonly rm;
   private readonly revive;
@@ -52,6 +53,7 @@ export class DeviceRepo {
   ) {
     this.byId = db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE id = ?');
     this.all = db.prepare<[], DeviceRow>('SELECT * FROM devices ORDER BY id');
+    this.allIds = db.prepare<[], { id: string }>('SELECT id FROM devices ORDER BY id');
     this.ins = db.prepare(
       'INSERT INTO devices (id, site, labels, hardware, adapters, created, removed) VALUES (?, ?, ?, ?, ?, ?, NULL)',
     );
@@ -82,6 +84,11 @@ export class DeviceRepo {
 
   list(): DeviceRecord[] {
     return this.all.all().map(toRecord);
+  }
+
+  /** Every device id, removed ones too. */
+  ids(): string[] {
+    return this.allIds.all().map((r) => r.id);
   }
 
   /**

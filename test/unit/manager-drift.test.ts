@@ -142,6 +142,25 @@ describe('DriftTracker on a real store', () => {
     expect(ev).toEqual(['opened', 'cleared']);
   });
 
+  it('the periodic sweep covers every device, a slice per event-loop turn', async () => {
+    for (let i = 2; i <= 600; i++) t.store.devices.insert(device(`gw-${i}`), fakeCredential(`gw-${i}`));
+    for (let i = 1; i <= 600; i++) rep.set(`gw-${i}`, reported({ generation: 0 }, S3));
+    const slices: number[] = [];
+    const evaluate = tracker.evaluate.bind(tracker);
+    tracker.evaluate = (devices?: Iterable<string>) => {
+      slices.push(devices ? [...devices].length : Number.POSITIVE_INFINITY);
+      return evaluate(devices);
+    };
+    tracker.startTimer(20);
+    try {
+      for (let n = 0; n < 200 && t.store.drift.deviceCount() < 600; n++) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      tracker.stopTimer();
+    }
+    expect(t.store.drift.deviceCount()).toBe(600);
+    expect(Math.max(...slices)).toBeLessThanOrEqual(250);
+  });
+
   it('a removed device has no drift', () => {
     rep.set('gw-1', reported({ generation: 0 }, S3));
     tracker.evaluate();
