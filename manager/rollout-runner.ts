@@ -120,12 +120,22 @@ export class RolloutRunner {
     let batch = events;
     let first = true;
     while (batch.length > 0) {
-      const r = stepAll(this.state, batch);
+      // In place: the state's device map is written, not copied (10,000 entries per step). Only the
+      // runner holds it; if the step or its save fails, the state saved last is read back.
+      let r: ReturnType<typeof stepAll>;
+      try {
+        r = stepAll(this.state, batch, { inPlace: true });
+        if (r.effects[0]?.type === 'persist') {
+          // this.state is what was saved last: only the devices changed since are written.
+          this.deps.store.save(r.next, r.effects, this.deps.clock.now(), this.state);
+        }
+      } catch (e) {
+        this.reload();
+        throw e;
+      }
       if (first) for (const x of r.rejected) refused.push(x.error);
       first = false;
       if (r.effects.length === 0) break;
-      // this.state is what was saved last: only the devices changed since are written.
-      if (r.effects[0]?.type === 'persist') this.deps.store.save(r.next, r.effects, this.deps.clock.now(), this.state);
       const before = this.state.phase;
       this.state = r.next;
       if (this.state.phase !== before) {
@@ -138,6 +148,16 @@ export class RolloutRunner {
       batch = next;
     }
     return refused;
+  }
+
+  /** The state saved last, read back after a step or save that failed half way (in-place steps). */
+  private reload(): void {
+    try {
+      const saved = this.deps.store.state(this.id);
+      if (saved) this.state = saved;
+    } catch (err) {
+      this.log.error({ err }, 'could not read the rollout state back after a failed step');
+    }
   }
 
   private async run(e: Effect): Promise<RolloutEvent[]> {

@@ -175,13 +175,13 @@ export class RolloutStore {
    * row was missing (the caller rewrites them all).
    */
   private putChangedDevices(state: RolloutState, prev: RolloutState): boolean {
-    if (state.devices === prev.devices) return true; // no device touched: the engine did not copy the map
-    // The engine's list of what the step wrote; else a scan by identity (10,000 entries cost more
-    // than the rows a step usually writes).
-    const ids = changedDevices(state, prev) ?? Object.keys(state.devices);
-    for (const id of ids) {
+    // The engine's list of what the step wrote (also right when the step wrote `prev`'s own map in
+    // place); else a scan by identity (10,000 entries cost more than the rows a step usually writes).
+    const touched = changedDevices(state, prev);
+    if (touched === null && state.devices === prev.devices) return true; // nothing touched: no copy
+    for (const id of touched ?? Object.keys(state.devices)) {
       const dev = state.devices[id];
-      if (dev === undefined || prev.devices[id] === dev) continue;
+      if (dev === undefined || (touched === null && prev.devices[id] === dev)) continue;
       if (this.devUpd.run(JSON.stringify(dev), state.id, id).changes === 0) return false;
     }
     return true;

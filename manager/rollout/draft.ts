@@ -20,7 +20,15 @@ export class Draft {
   private readonly stages: StageRun[];
   private devices: Record<string, DeviceRun> | null = null;
 
-  constructor(prev: RolloutState) {
+  /**
+   * `inPlace`: the caller gives up `prev` (the manager's runner, which keeps only the latest state):
+   * its device map is written instead of copied. A copy of 10,000 entries per step was 8 % of the
+   * manager in a 10,000-device rollout (issue 6).
+   */
+  constructor(
+    prev: RolloutState,
+    private readonly inPlace = false,
+  ) {
     this.stages = [...prev.stages];
     this.s = { ...prev, stages: this.stages };
   }
@@ -43,7 +51,7 @@ export class Draft {
 
   patchDev(id: string, patch: Partial<DeviceRun>): DeviceRun {
     if (!this.devices) {
-      this.devices = { ...this.s.devices };
+      this.devices = this.inPlace ? (this.s.devices as Record<string, DeviceRun>) : { ...this.s.devices };
       this.s.devices = this.devices;
     }
     const cur = this.mustDev(id);

@@ -61,12 +61,14 @@ export function step(state: RolloutState, event: RolloutEvent): StepResult {
 export function stepAll(
   state: RolloutState,
   events: readonly RolloutEvent[],
+  /** `inPlace`: `state` is not used again by the caller, its device map may be written (Draft). */
+  opts: { readonly inPlace?: boolean } = {},
 ): {
   next: RolloutState;
   effects: StepResult['effects'];
   rejected: { index: number; error: NonNullable<StepResult['rejected']> }[];
 } {
-  const d = new Draft(state);
+  const d = new Draft(state, opts.inPlace === true);
   const rejected: { index: number; error: NonNullable<StepResult['rejected']> }[] = [];
   events.forEach((e, index) => {
     const r = apply(d, e);

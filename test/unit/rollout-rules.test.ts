@@ -618,3 +618,34 @@ describe('rate limit and in-flight cap', () => {
     expect(nextWake(m.state)).toBe(T0 + 61 * SEC); // end of the hold
   });
 });
+
+describe('stepAll in place (the manager runner: it keeps only the latest state)', () => {
+  test('the same next state and effects as a copying step; the input device map is written, not copied', () => {
+    const a = create(ONE(), [dev('d1', 's1'), dev('d2', 's1')]);
+    const b = structuredClone(a);
+    const events: RolloutEvent[] = [{ type: 'start', now: T0 }];
+    const pure = stepAll(a, events);
+    const own = stepAll(b, events, { inPlace: true });
+    expect(own.next).toEqual(pure.next);
+    expect(own.effects).toEqual(pure.effects);
+    expect(own.next.devices).toBe(b.devices);
+    expect(pure.next.devices).not.toBe(a.devices);
+    expect(a.devices.d1?.status).toBe('pending');
+    // A second step on the result, both ways, still agrees.
+    const commit: RolloutEvent = {
+      type: 'reported',
+      now: T0 + SEC,
+      device: 'd1',
+      report: {
+        phase: 'committed',
+        active: SNAP,
+        target: SNAP,
+        generation: 1,
+        rollout: 'r1',
+        lastFailure: null,
+        bytes: null,
+      },
+    };
+    expect(stepAll(own.next, [commit], { inPlace: true }).next).toEqual(stepAll(pure.next, [commit]).next);
+  });
+});
