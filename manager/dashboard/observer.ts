@@ -291,12 +291,19 @@ export class FleetObserver {
     return this.svc.listDevices().map((s) => this.rowOf(s));
   }
 
-  /** The stored samples, oldest first, and one for this moment (not stored) so a page opened between samples is current. */
+  /**
+   * The stored samples, oldest first, and one for this moment (not stored) so a page opened between
+   * samples is current. The last stored one stands for now only if it is under a second old and no
+   * device changed state or phase since (an extra sample is then pending): otherwise a page read
+   * right after a change would plot the state before it.
+   */
   seriesSamples(): FleetSample[] {
     const stored = this.series.toArray();
     const last = stored[stored.length - 1];
-    if (last && this.clock.now() - last.ts < 1_000) return stored;
-    return [...stored, this.measure(this.svc.listDevices()).sample];
+    if (last && this.clock.now() - last.ts < 1_000 && this.extraSample === null) return stored;
+    // As sample() counts (without storing): from the row cache, or a listing when it can not be trusted.
+    const now = this.refreshed() ? this.count(this.cache.values()) : this.rescan();
+    return [...stored, now];
   }
 
   /** A device's recent health and telemetry (oldest first), or null before any arrived. */

@@ -164,4 +164,27 @@ describe('dashboard observer without fleet listings', () => {
     await sleep(500);
     expect(listed).toBe(settled);
   }, 30_000);
+
+  it('a series read right after a change shows it, even under a second after the last sample', async () => {
+    // A long period: only start()'s sample and the extra one a change schedules (>= 1 s later).
+    const fresh = new FleetObserver({ service: svc, logger: silent, sampleMs: 60_000, batchMs: 30 });
+    const streamed = new Map<string, FleetRow>();
+    fresh.onBatch((b: FleetBatch) => {
+      for (const r of b.rows) streamed.set(r.id, r);
+    });
+    fresh.start();
+    try {
+      const startedAt = Date.now();
+      const lostBefore = fresh.seriesSamples().at(-1)!.lost;
+      await clients.get('gw-2')!.publishAsync(`${PREFIX}/devices/gw-2/state`, json({ status: 'lost', session: 1 }), {
+        qos: 1,
+      });
+      await until(() => streamed.get('gw-2')?.state === 'lost', 'the change streamed');
+      // Still inside the second after start()'s sample: the stored one predates the change.
+      expect(Date.now() - startedAt).toBeLessThan(1_000);
+      expect(fresh.seriesSamples().at(-1)!.lost).toBe(lostBefore + 1);
+    } finally {
+      fresh.stop();
+    }
+  }, 30_000);
 });
