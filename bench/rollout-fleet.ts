@@ -18,12 +18,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { enrolSimulated } from '../cli/sim-kit.js';
 import { resolveConfig } from '../manager/config.js';
 import { type RunningManager, startManager } from '../manager/server.js';
 import { buildBundle } from '../protocol/bundle.js';
 import { parseSigningKeyPem } from '../protocol/keys.js';
 import { FleetgateError } from '../protocol/result.js';
-import { enrollDevices, generateDevices } from '../simulator/enroll.js';
+import { generateDevices } from '../simulator/enroll.js';
 import {
   type BenchChild,
   exampleRuntimeFiles,
@@ -142,17 +143,7 @@ export async function runRolloutFleet(
     // Devices over enough sites for canary 1 site + batch 10 sites + the rest.
     const sites = Math.max(12, Math.ceil(n / 100));
     const specs = generateDevices({ count: n, sites, prefix: 'bench' });
-    const enrolled = await enrollDevices(
-      specs,
-      async (spec) => {
-        const r = await m.service.addDevice(
-          { id: spec.id, site: spec.site, hardware: 'gw-sim', ...(spec.labels ? { labels: spec.labels } : {}) },
-          { dataDir: join(dir, 'agents', spec.id) },
-        );
-        return r.config as unknown as Record<string, unknown>;
-      },
-      { concurrency: 8 },
-    );
+    const enrolled = await enrolSimulated(m, specs, dir, { concurrency: 8 });
     log(`${n} devices over ${sites} sites enrolled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     // Two 64 KiB snapshots (example runtime + incompressible padding), signed with the manager's release key.

@@ -25,7 +25,12 @@ export function runtimeFiles(): PayloadFile[] {
 }
 
 /** Enrols simulated devices with the in-process manager; each gets its agent config. */
-export function enrolSimulated(m: RunningManager, specs: readonly SimDeviceSpec[], dir: string) {
+export function enrolSimulated(
+  m: RunningManager,
+  specs: readonly SimDeviceSpec[],
+  dir: string,
+  opts: { concurrency?: number } = {},
+) {
   return enrollDevices(
     specs,
     async (spec) => {
@@ -35,7 +40,7 @@ export function enrolSimulated(m: RunningManager, specs: readonly SimDeviceSpec[
       );
       return r.config as unknown as Record<string, unknown>;
     },
-    { concurrency: 4 },
+    { concurrency: opts.concurrency ?? 4 },
   );
 }
 

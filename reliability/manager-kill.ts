@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import type { RolloutDetail } from '../manager/rollout-service.js';
-import { buildBundle, type PayloadFile } from '../protocol/bundle.js';
+import type { PayloadFile } from '../protocol/bundle.js';
 import { decodeCbor } from '../protocol/cbor.js';
 import { normalizeInts } from '../protocol/cbor-canonical.js';
 import { peekCose } from '../protocol/cose.js';
@@ -23,6 +23,7 @@ import { sleep, waitFor } from './fleet.js';
 import { ManagerProcess } from './manager-process.js';
 import { type AreaResult, Tally } from './report.js';
 import { rng } from './rng.js';
+import { pushSnapshot, settledOn } from './sim-campaign.js';
 
 const TERMINAL = new Set(['completed', 'rolled_back', 'aborted', 'failed']);
 
@@ -104,19 +105,9 @@ export async function runManagerKill(o: ManagerKillOptions): Promise<AreaResult>
     await m.start();
     const key: SigningKey = unwrap(parseSigningKeyPem(readFileSync(m.info?.keys.release_private as string, 'utf8')));
     let seq = 0;
-    const push = async () => {
-      const b = buildBundle(
-        payloadFiles(++seq),
-        {
-          name: 'mkill',
-          version: `1.0.${seq}`,
-          seq,
-          run: { command: 'node', args: ['runtime.js'], env: {}, probe: { type: 'stdout' } },
-        },
-        key,
-      );
-      await m.api('POST', '/api/v1/snapshots', b.bytes, 'application/octet-stream');
-      return b.opened.id;
+    const push = () => {
+      seq++;
+      return pushSnapshot(m, key, 'mkill', seq, payloadFiles(seq));
     };
     const n = o.devices ?? 24;
     const specs = generateDevices({ count: n, sites: 12, prefix: 'mk' });
@@ -149,12 +140,7 @@ export async function runManagerKill(o: ManagerKillOptions): Promise<AreaResult>
         else highest.set(d.id, g);
       });
     }
-    const active = (id: string) =>
-      f.devices.filter((d) => {
-        const rep = d.agent.runner.reported();
-        // A device on trial when the rollback reached it reverts: `reverted` on the baseline is settled too.
-        return (rep.phase === 'committed' || rep.phase === 'reverted') && rep.slots[rep.active_slot].snapshot === id;
-      }).length;
+    const active = (id: string) => settledOn(f, id);
     let current = await push();
     await m.api('POST', '/api/v1/assignments', {
       devices: specs.map((s) => s.id),

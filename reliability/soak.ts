@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import pino from 'pino';
 import type { DeviceDetail } from '../manager/fleet-types.js';
 import type { RolloutDetail } from '../manager/rollout-service.js';
-import { buildBundle } from '../protocol/bundle.js';
 import { parseSigningKeyPem } from '../protocol/keys.js';
 import type { EventMessage } from '../protocol/messages.js';
 import { unwrap } from '../protocol/result.js';
@@ -20,6 +19,7 @@ import { type EnrolledDevice, generateDevices, SimFleet } from '../simulator/ind
 import { sleep, waitFor } from './fleet.js';
 import { ManagerProcess } from './manager-process.js';
 import { type AreaResult, Tally } from './report.js';
+import { pushSnapshot, settledOn } from './sim-campaign.js';
 
 export interface SoakOptions {
   readonly seed: number;
@@ -59,19 +59,11 @@ export async function runSoak(o: SoakOptions): Promise<AreaResult> {
     const pid = m.info?.pid as number;
     const key = unwrap(parseSigningKeyPem(readFileSync(m.info?.keys.release_private as string, 'utf8')));
     let seq = 0;
-    const push = async () => {
-      const b = buildBundle(
-        [{ path: 'runtime.json', mode: 0o644, data: Buffer.from(JSON.stringify({ mode: 'healthy', seq: ++seq })) }],
-        {
-          name: 'soak',
-          version: `1.0.${seq}`,
-          seq,
-          run: { command: 'node', args: ['runtime.js'], env: {}, probe: { type: 'stdout' } },
-        },
-        key,
-      );
-      await m.api('POST', '/api/v1/snapshots', b.bytes, 'application/octet-stream');
-      return b.opened.id;
+    const push = () => {
+      seq++;
+      return pushSnapshot(m, key, 'soak', seq, [
+        { path: 'runtime.json', mode: 0o644, data: Buffer.from(JSON.stringify({ mode: 'healthy', seq })) },
+      ]);
     };
     const sites = Math.max(12, Math.ceil(o.devices / 100));
     const specs = generateDevices({ count: o.devices, sites, prefix: 'soak' });
@@ -128,12 +120,7 @@ export async function runSoak(o: SoakOptions): Promise<AreaResult> {
     log(`connected after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     sampler = setInterval(() => rss.push({ t: Date.now() - t0, mib: rssMiB(pid) }), 5_000);
 
-    const committedOn = (id: string) =>
-      f.devices.filter((d) => {
-        const r = d.agent.runner.reported();
-        // A device on trial when the rollback reached it reverts: `reverted` on the baseline is settled too.
-        return (r.phase === 'committed' || r.phase === 'reverted') && r.slots[r.active_slot].snapshot === id;
-      }).length;
+    const committedOn = (id: string) => settledOn(f, id);
     const v1 = await push();
     await m.api('POST', '/api/v1/assignments', {
       devices: specs.map((s) => s.id),
