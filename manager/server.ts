@@ -131,7 +131,7 @@ function readPem(path: string, field: string): string {
  * until nothing has reached the manager for 50 ms (aedes delivers asynchronously; at most 1 s),
  * so its link's close and the final ingestion flush keep everything the broker accepted.
  */
-async function closeDevices(broker: EmbeddedBroker, managerId: string, service: FleetService): Promise<void> {
+export async function closeDevices(broker: EmbeddedBroker, managerId: string, service: FleetService): Promise<void> {
   const clients = (broker.aedes as unknown as { clients: Record<string, { id: string; close(cb: () => void): void }> })
     .clients;
   await Promise.all(

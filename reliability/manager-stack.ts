@@ -9,15 +9,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type Authenticator, type EmbeddedBroker, startBroker } from '../broker/index.js';
 import { FleetService, type FleetServiceOptions } from '../manager/fleet-service.js';
+import { closeDevices } from '../manager/server.js';
 import { type PublicKey, publicOf, type SigningKey } from '../protocol/keys.js';
 
 export const PREFIX = 'fleetgate/v1';
 export const MANAGER_CREDENTIALS = { username: 'fleetgate-manager', password: 'reliability-manager-secret' };
-
-interface AedesClient {
-  readonly id: string;
-  close(done: () => void): void;
-}
 
 export interface StackOptions {
   readonly dir: string;
@@ -105,23 +101,10 @@ export async function startStack(o: StackOptions): Promise<ManagerStack> {
     port: Number(new URL(url).port),
     close() {
       closing ??= (async () => {
-        // Devices first, so nothing new is acknowledged that the manager would not see.
+        // The manager's own shutdown order: devices first, then what the broker accepted reaches
+        // the manager before its link closes.
         welcome = false;
-        const clients = (broker.aedes as unknown as { clients: Record<string, AedesClient> }).clients;
-        await Promise.all(
-          Object.values(clients)
-            .filter((c) => c.id !== MANAGER_CREDENTIALS.username)
-            .map((c) => new Promise<void>((r) => c.close(() => r()))),
-        );
-        // aedes delivers to the manager's session asynchronously: wait until nothing has arrived
-        // for 50 ms (at most 1 s) before the link closes.
-        let seen = -1;
-        for (let i = 0; i < 20; i++) {
-          const n = service.stats().ingest.received;
-          if (n === seen) break;
-          seen = n;
-          await new Promise((r) => setTimeout(r, 50));
-        }
+        await closeDevices(broker, MANAGER_CREDENTIALS.username, service);
         await service.stop();
         await broker.close();
       })();
