@@ -301,9 +301,7 @@ export class FleetObserver {
     const stored = this.series.toArray();
     const last = stored[stored.length - 1];
     if (last && this.clock.now() - last.ts < 1_000 && this.extraSample === null) return stored;
-    // As sample() counts (without storing): from the row cache, or a listing when it can not be trusted.
-    const now = this.refreshed() ? this.count(this.cache.values()) : this.rescan();
-    return [...stored, now];
+    return [...stored, this.countNow()];
   }
 
   /** A device's recent health and telemetry (oldest first), or null before any arrived. */
@@ -587,32 +585,36 @@ export class FleetObserver {
 
   private emitBatch(b: FleetBatch): void {
     if (b.rows.length === 0 && b.removed.length === 0 && b.events.length === 0) return;
-    for (const l of this.batchListeners) {
+    this.notify(this.batchListeners, b, 'dashboard batch listener failed');
+  }
+
+  /** Calls every listener; one that throws is logged and the others still run. */
+  private notify<T>(listeners: Iterable<(x: T) => void>, x: T, failed: string): void {
+    for (const l of listeners) {
       try {
-        l(b);
+        l(x);
       } catch (e) {
-        this.opts.logger.error({ err: e }, 'dashboard batch listener failed');
+        this.opts.logger.error({ err: e }, failed);
       }
     }
+  }
+
+  /** The counts of this moment: from the row cache, or a listing when the cache can not be trusted. */
+  private countNow(): FleetSample {
+    return this.refreshed() ? this.count(this.cache.values()) : this.rescan();
   }
 
   private sample(): void {
     this.lastSampleAt = this.clock.now();
     const started = performance.now();
-    const s = this.refreshed() ? this.count(this.cache.values()) : this.rescan();
+    const s = this.countNow();
     const quietRows = [...this.quiet.values()].filter((r) => this.cache.has(r.id));
     this.quiet = new Map();
     this.emitBatch({ rows: quietRows, removed: [], events: [], quiet: true });
     this.period = { drops: 0, missing: 0 };
     this.series.push(s);
     this.sampleCostMs = performance.now() - started;
-    for (const l of this.sampleListeners) {
-      try {
-        l(s);
-      } catch (e) {
-        this.opts.logger.error({ err: e }, 'dashboard sample listener failed');
-      }
-    }
+    this.notify(this.sampleListeners, s, 'dashboard sample listener failed');
   }
 
   /**
