@@ -28,7 +28,7 @@ import {
   type Write,
 } from './slot-rules.js';
 import type { BootRecord, SlotInfo, SlotStore, SlotTarget } from './slot-store.js';
-import type { MachineState } from './update-types.js';
+import type { MachineState, SlotView, StoreView, StoreViewSource } from './update-types.js';
 
 /** The rows of one simulated device. Create with `createMemoryBacking()`. */
 export interface MemorySlotBacking {
@@ -58,7 +58,11 @@ function copySlot(s: SlotInfo): SlotInfo {
   return { ...s, manifest: s.manifest === null ? null : Uint8Array.from(s.manifest) };
 }
 
-export class MemorySlotStore implements SlotStore {
+function viewOf(s: SlotInfo): SlotView {
+  return { snapshot: s.snapshot, state: s.state, stored: s.stored, size: s.size };
+}
+
+export class MemorySlotStore implements SlotStore, StoreViewSource {
   readonly backing: MemorySlotBacking;
   private closed = false;
   private readonly faults = new Set<MemoryTable>();
@@ -87,6 +91,13 @@ export class MemorySlotStore implements SlotStore {
     return toBootRecord(this.backing.boot);
   }
 
+  /** The update runner's view, read from the rows: no manifest copies, no machine-state parse. */
+  storeView(): StoreView {
+    this.open();
+    const { slots, boot } = this.backing;
+    return { active: boot.active, trial: boot.trial, A: viewOf(slots.A), B: viewOf(slots.B) };
+  }
+
   beginDownload(slot: SlotName, target: SlotTarget): void {
     this.apply(planBeginDownload(this.rows(), slot, target));
   }
@@ -98,12 +109,14 @@ export class MemorySlotStore implements SlotStore {
 
   readPayload(slot: SlotName): Uint8Array {
     this.open();
-    return new Uint8Array(Buffer.concat(this.backing.chunks[slot]));
+    // Buffer.concat already copies into a new buffer: viewed, not copied a second time.
+    const b = Buffer.concat(this.backing.chunks[slot]);
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   }
 
   *chunks(slot: SlotName): Iterable<Uint8Array> {
     this.open();
-    for (const c of [...this.backing.chunks[slot]]) yield Uint8Array.from(c);
+    for (const c of [...this.backing.chunks[slot]]) yield c.slice();
   }
 
   markStaged(slot: SlotName): void {
@@ -174,7 +187,9 @@ export class MemorySlotStore implements SlotStore {
             undo.push(() => {
               b.slots[w.row.name] = old;
             });
-            b.slots[w.row.name] = copySlot(w.row);
+            // A manifest the store already holds is shared (rows are replaced, never written in
+            // place): a chunk's row update must not copy it again; a caller's array is copied.
+            b.slots[w.row.name] = w.row.manifest === old.manifest ? { ...w.row } : copySlot(w.row);
             break;
           }
           case 'chunk': {

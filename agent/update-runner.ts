@@ -20,6 +20,7 @@ import type {
   MachineEvent,
   MachineState,
   StoreView,
+  StoreViewSource,
 } from './update-types.js';
 
 export interface UpdateRunnerOptions {
@@ -321,7 +322,7 @@ export class UpdateRunner {
       startedAt: number;
     } | null,
   ): Promise<{ make: Thunk; failed?: boolean } | undefined> {
-    if (this.o.store.slot(slot).snapshot === null) return undefined; // nothing to run (first install reverted)
+    if (this.view()[slot].snapshot === null) return undefined; // nothing to run (first install reverted)
     const info = trial ? { ...trial, agentStarts: this.o.store.boot().agentStarts } : null;
     try {
       const r = await this.bounded(this.o.runtime.start(slot, info));
@@ -422,6 +423,8 @@ export class UpdateRunner {
 
   private view(): StoreView {
     const { store } = this.o;
+    const fast = (store as SlotStore & Partial<StoreViewSource>).storeView;
+    if (fast) return fast.call(store);
     const slot = (n: SlotName) => {
       const s = store.slot(n);
       return { snapshot: s.snapshot, state: s.state, stored: s.stored, size: s.size };
@@ -432,17 +435,12 @@ export class UpdateRunner {
 
   /** The retained `reported` message (DESIGN.md "Topics"). */
   reported(): ReportedMessage {
-    const { store } = this.o;
-    const boot = store.boot();
+    const v = this.view();
     const s = this.state;
-    const slot = (n: SlotName) => {
-      const info = store.slot(n);
-      return { snapshot: info.snapshot, state: info.state };
-    };
     return {
       generation: s.generation,
-      active_slot: boot.active,
-      slots: { A: slot('A'), B: slot('B') },
+      active_slot: v.active,
+      slots: { A: { snapshot: v.A.snapshot, state: v.A.state }, B: { snapshot: v.B.snapshot, state: v.B.state } },
       phase: s.phase,
       target: s.target?.snapshot ?? null,
       rollout: s.rollout,

@@ -50,6 +50,16 @@ export interface StoreView {
   readonly B: SlotView;
 }
 
+/**
+ * Optional on a SlotStore: the view straight from its rows. The runner reads the view on every
+ * event and report; through `slot()` and `boot()` each read copies both manifests and parses the
+ * saved machine state (agent/memory-slot-store.ts has it; without it the runner builds the view
+ * from `slot()` and `boot()`).
+ */
+export interface StoreViewSource {
+  storeView(): StoreView;
+}
+
 /** The update being carried out. */
 export interface Target {
   readonly snapshot: string;

@@ -9,7 +9,7 @@ import { encodeCanonical, normalizeInts } from './cbor-canonical.js';
 import { openCose, signCose } from './cose.js';
 import type { Ed25519 } from './ed25519.js';
 import type { SigningKey, TrustStore } from './keys.js';
-import { type OpenedManifest, openManifest } from './manifest.js';
+import { type ManifestOpener, type OpenedManifest, openManifest } from './manifest.js';
 import { DesiredDocument, LIMITS } from './messages.js';
 import { err, FleetgateError, ok, type Result } from './result.js';
 
@@ -37,12 +37,14 @@ export function signDesired(doc: DesiredDocument, managerKey: SigningKey, ed?: E
  * Checks, in this order: size, manager signature, schema, device id, expiry, then the release
  * signature of the embedded manifest. Cheap and intent checks come before the second signature.
  * Replay (generation <= last handled) is the agent's check: it holds the last generation.
- * Expired means `now >= expires`.
+ * Expired means `now >= expires`. `ctx.manifests` opens the embedded manifest instead of
+ * `openManifest` with `keys.release` (an agent's ManifestVerifier, which checks a manifest it
+ * already verified only by its bytes); the document's own signature is checked every time.
  */
 export function openDesired(
   bytes: Uint8Array,
   keys: { manager: TrustStore; release: TrustStore },
-  ctx: { deviceId: string; now: number; ed?: Ed25519 },
+  ctx: { deviceId: string; now: number; ed?: Ed25519; manifests?: ManifestOpener },
 ): Result<OpenedDesired> {
   if (!(bytes instanceof Uint8Array)) return err('FG_DESIRED_INVALID', 'input is not bytes');
   if (bytes.byteLength > LIMITS.desired)
@@ -63,7 +65,9 @@ export function openDesired(
   if (ctx.now >= doc.value.expires) {
     return err('FG_DESIRED_EXPIRED', `expired at ${new Date(doc.value.expires).toISOString()}`, 'expires');
   }
-  const manifest = openManifest(doc.value.manifest, keys.release, ctx.ed);
+  const manifest = ctx.manifests
+    ? ctx.manifests.open(doc.value.manifest)
+    : openManifest(doc.value.manifest, keys.release, ctx.ed);
   if (!manifest.ok) return manifest;
   return ok({ doc: doc.value, manifest: manifest.value });
 }

@@ -127,6 +127,46 @@ export function openManifest(cose: Uint8Array, trusted: TrustStore, ed?: Ed25519
   return manifestFromPayload(opened.value.payload, opened.value.kid, cose);
 }
 
+/** What opens a manifest: `openManifest` bound to a trust store, or a ManifestVerifier. */
+export interface ManifestOpener {
+  open(cose: Uint8Array): Result<OpenedManifest>;
+}
+
+/**
+ * `openManifest` against one trust store, remembering the last few manifests it verified
+ * (DESIGN.md "Decisions taken": one release-signature check per manifest per agent process). An
+ * agent meets the same signed manifest several times: in each desired document that names it (a
+ * rollback names the snapshot it already holds) and at every runtime start. Bytes equal to ones
+ * this verifier already verified carry the same valid signature, so the Ed25519 check is not done
+ * again; any other bytes (a store edited behind the agent's back) are verified in full. The key is
+ * a private copy of the bytes, compared in full; failures are not remembered. One verifier per
+ * agent: simulated agents share nothing (issue 11: each does a real agent's verification work).
+ */
+export class ManifestVerifier implements ManifestOpener {
+  private readonly seen: { bytes: Buffer; opened: OpenedManifest }[] = [];
+
+  constructor(
+    private readonly trusted: TrustStore,
+    private readonly ed?: Ed25519,
+    /** Manifests remembered: the running snapshot, the rollback target and a new target fit. */
+    private readonly keep = 4,
+  ) {}
+
+  open(cose: Uint8Array): Result<OpenedManifest> {
+    if (!(cose instanceof Uint8Array)) return openManifest(cose, this.trusted, this.ed);
+    const view = Buffer.from(cose.buffer, cose.byteOffset, cose.byteLength);
+    for (let i = 0; i < this.seen.length; i++) {
+      const hit = this.seen[i] as { bytes: Buffer; opened: OpenedManifest };
+      if (hit.bytes.equals(view)) return ok({ ...hit.opened, cose });
+    }
+    const r = openManifest(cose, this.trusted, this.ed);
+    if (!r.ok) return r;
+    if (this.seen.length >= this.keep) this.seen.shift();
+    this.seen.push({ bytes: Buffer.from(view), opened: r.value });
+    return r;
+  }
+}
+
 /** Decodes and validates a manifest payload; `signerKid` (when given) must equal the manifest's kid. */
 export function manifestFromPayload(
   payload: Uint8Array,

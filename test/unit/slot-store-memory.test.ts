@@ -1,3 +1,4 @@
+import { describe, expect, it } from 'vitest';
 import { createMemoryBacking, MemorySlotStore } from '../../agent/memory-slot-store.js';
 import { type ContractSubject, slotStoreContract } from './slot-store-contract.js';
 
@@ -17,4 +18,34 @@ slotStoreContract('memory', () => {
     cleanup: () => store.close(),
   };
   return subject;
+});
+
+describe('MemorySlotStore.storeView (the update runner reads it on every event and report)', () => {
+  const id = (c: string) => c.repeat(64);
+  const viewFrom = (s: MemorySlotStore) => {
+    const slot = (n: 'A' | 'B') => {
+      const i = s.slot(n);
+      return { snapshot: i.snapshot, state: i.state, stored: i.stored, size: i.size };
+    };
+    return { active: s.boot().active, trial: s.boot().trial, A: slot('A'), B: slot('B') };
+  };
+
+  it('equals what slot() and boot() read, through a download, a switch and a commit', () => {
+    const s = new MemorySlotStore();
+    expect(s.storeView()).toEqual(viewFrom(s));
+    s.beginDownload('B', { snapshot: id('b'), manifest: new Uint8Array([1, 2, 3]), size: 4, generation: 1 });
+    s.appendChunk('B', 0, new Uint8Array([9, 9]));
+    expect(s.storeView()).toEqual(viewFrom(s));
+    expect(s.storeView().B).toEqual({ snapshot: id('b'), state: 'downloading', stored: 2, size: 4 });
+    s.appendChunk('B', 2, new Uint8Array([9, 9]));
+    s.markStaged('B');
+    s.switchTo('B');
+    expect(s.storeView()).toEqual(viewFrom(s));
+    expect(s.storeView()).toMatchObject({ active: 'B', trial: true });
+    s.commit();
+    expect(s.storeView()).toEqual(viewFrom(s));
+    expect(s.slot('B').manifest).toEqual(new Uint8Array([1, 2, 3]));
+    s.close();
+    expect(() => s.storeView()).toThrow(/FG_STORE_CLOSED|closed/i);
+  });
 });
