@@ -13,6 +13,7 @@ import type { ErrorCode } from '../protocol/errors.js';
 import { err, FleetgateError } from '../protocol/result.js';
 import { isValidDeviceId, isValidPrefix } from '../protocol/topics.js';
 import { checkPublish, checkSubscribe, checkWill, DeviceTopics } from './acl.js';
+import { AdmissionGate, type RefusalReason } from './admission.js';
 import { guardBusRecursion } from './bus-guard.js';
 import { IndexedPersistence } from './indexed-persistence.js';
 import {
@@ -24,11 +25,20 @@ import {
   type Transport,
 } from './listeners.js';
 import { localClient } from './local-client.js';
-import { TokenBucket } from './rate-limit.js';
 import type { AuthContext, BrokerAddresses, BrokerOptions, EmbeddedBroker, Principal } from './types.js';
 
 export const DEFAULT_MAX_CONNECTIONS = 15_000;
-export const DEFAULT_CONNECT_RATE_PER_SECOND = 1_000;
+/**
+ * Admission defaults (admission.ts, docs/broker.md "Limits and tuning"). The rate is a ceiling
+ * well above what one process can set up (about 1,000-2,000 connects/s on 2 cores): the load
+ * brake (handshakes in progress, event-loop delay) is what paces a storm; refusal is left for a
+ * backlog that would not clear before the agent's 10 s connect timeout.
+ */
+export const DEFAULT_CONNECT_RATE_PER_SECOND = 5_000;
+export const DEFAULT_CONNECT_PENDING_MAX = 64;
+export const DEFAULT_CONNECT_QUEUE_MAX = 2_000;
+export const DEFAULT_CONNECT_WAIT_MS = 5_000;
+export const DEFAULT_CONNECT_LOOP_DELAY_MS = 50;
 /**
  * Connections kept for manager principals beyond maxConnections: a fleet that fills the broker
  * must not lock out the manager (it connects to its own embedded broker like any client).
@@ -78,7 +88,16 @@ function validate(opts: BrokerOptions): void {
   const max = opts.maxConnections;
   if (max !== undefined && !(Number.isInteger(max) && max > 0)) throw bad('maxConnections must be a positive integer');
   const rate = opts.connectRatePerSecond;
-  if (rate !== undefined && !(rate > 0)) throw bad('connectRatePerSecond must be positive');
+  if (rate !== undefined && !(Number.isFinite(rate) && rate > 0))
+    throw bad('connectRatePerSecond must be a positive number');
+  const ints: Array<[string, number | undefined, number]> = [
+    ['connectPendingMax', opts.connectPendingMax, 1],
+    ['connectQueueMax', opts.connectQueueMax, 0],
+    ['connectWaitMs', opts.connectWaitMs, 1],
+    ['connectLoopDelayMs', opts.connectLoopDelayMs, 1],
+  ];
+  for (const [name, v, min] of ints)
+    if (v !== undefined && !(Number.isInteger(v) && v >= min)) throw bad(`${name} must be an integer >= ${min}`);
 }
 
 export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> {
@@ -86,7 +105,13 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const prefix = opts.prefix;
   const log: Logger = opts.logger.child({ component: 'broker' });
   const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-  const bucket = new TokenBucket({ ratePerSecond: opts.connectRatePerSecond ?? DEFAULT_CONNECT_RATE_PER_SECOND });
+  const gate = new AdmissionGate<Duplex>({
+    ratePerSecond: opts.connectRatePerSecond ?? DEFAULT_CONNECT_RATE_PER_SECOND,
+    maxPending: opts.connectPendingMax ?? DEFAULT_CONNECT_PENDING_MAX,
+    maxQueued: opts.connectQueueMax ?? DEFAULT_CONNECT_QUEUE_MAX,
+    maxWaitMs: opts.connectWaitMs ?? DEFAULT_CONNECT_WAIT_MS,
+    maxLoopDelayMs: opts.connectLoopDelayMs ?? DEFAULT_CONNECT_LOOP_DELAY_MS,
+  });
 
   let closing = false;
   /** Every connection that passed the gate: authenticated, or authenticating right now. */
@@ -303,35 +328,63 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   aedes.on('clientError', (client, e) => log.debug({ clientId: client.id, err: e.message }, 'client error'));
   aedes.on('connectionError', (client, e) => log.debug({ clientId: client.id, err: e.message }, 'connection error'));
   aedes.on('clientDisconnect', (client) => release(client));
+  // The handshake is over (accepted or refused): the connection no longer counts as pending.
+  aedes.on('connackSent', (_packet, client) => gate.done(client.conn as Duplex));
   await aedes.listen();
 
   let rateRefused = 0;
   let rateLoggedAt = 0;
+  const refused = (transport: Transport, reason: RefusalReason | 'queue-full') => {
+    rateRefused++;
+    const now = Date.now();
+    if (now - rateLoggedAt >= 1000) {
+      const s = gate.stats;
+      log.warn(
+        {
+          code: 'FG_BROKER_RATE_LIMITED',
+          refused: rateRefused,
+          reason,
+          transport,
+          queued: s.queued,
+          pending: s.pending,
+          loopDelayMs: Math.round(s.loopDelayMs),
+        },
+        'new connections closed',
+      );
+      rateRefused = 0;
+      rateLoggedAt = now;
+    }
+  };
   const hooks: ListenerHooks = {
     // Sockets beyond the connection limit still get a CONNACK 3 (so clients know to back off);
     // past this margin the kernel-level cap drops them, keeping file descriptors bounded.
     maxSockets: maxConnections + Math.max(64, Math.ceil(maxConnections / 10)),
+    // On the raw socket, before a TLS handshake or HTTP upgrade: only a full queue refuses here.
     admit: (_socket: Socket, transport: Transport) => {
       if (closing) return false;
-      if (bucket.tryTake()) return true;
-      rateRefused++;
-      const now = Date.now();
-      if (now - rateLoggedAt >= 1000) {
-        log.warn({ code: 'FG_BROKER_RATE_LIMITED', refused: rateRefused, transport }, 'new connections closed');
-        rateRefused = 0;
-        rateLoggedAt = now;
-      }
+      if (!gate.full) return true;
+      refused(transport, 'queue-full');
       return false;
     },
+    // The MQTT stream waits, unread, until the gate has room for it (admission.ts).
     handle: (stream: Duplex, transport: Transport, req?: IncomingMessage) => {
       transports.set(stream, transport);
-      aedes.handle(stream, req);
+      stream.once('close', () => gate.done(stream));
+      gate.offer(
+        stream,
+        (s) => aedes.handle(s, req),
+        (s, reason) => {
+          refused(transport, reason);
+          s.destroy();
+        },
+      );
     },
   };
 
   const listeners: Listener[] = [];
   const closeAll = async () => {
     closing = true;
+    gate.close();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(listeners.map((l) => l.close()));
     await persistence.destroy();
@@ -352,6 +405,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   return {
     aedes,
     addresses: () => ({ ...addresses }),
+    admission: () => gate.stats,
     localClient: (id) =>
       localClient(aedes, id, (e, topic) =>
         log.error({ code: 'FG_INTERNAL', err: e, clientId: id, topic }, 'local subscriber failed'),

@@ -41,6 +41,13 @@ export class TokenBucket {
     return true;
   }
 
+  /** Whether tryTake() would succeed now; takes nothing. */
+  available(): boolean {
+    const now = this.#clock.now();
+    const elapsed = Math.max(0, now - this.#last);
+    return Math.min(this.#burst, this.#tokens + elapsed * this.#rate) >= 1;
+  }
+
   get tokens(): number {
     return this.#tokens;
   }

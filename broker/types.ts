@@ -2,6 +2,7 @@
 
 import type { Aedes } from 'aedes';
 import type { Logger } from 'pino';
+import type { AdmissionStats } from './admission.js';
 import type { LocalClient } from './local-client.js';
 
 /** Who a connection authenticated as. The manager is a normal MQTT client with the `manager` kind. */
@@ -55,8 +56,18 @@ export interface BrokerOptions {
   listeners: { tcp?: TcpListenerOptions; tls?: TlsListenerOptions; ws?: TcpListenerOptions };
   /** Device connections at once; more are refused with CONNACK 3 (the manager has 4 more reserved). Default 15,000. */
   maxConnections?: number;
-  /** New TCP connections accepted per second (token bucket, burst = one second's worth); more are closed at once. Default 1,000. */
+  /**
+   * Admission of new connections (admission.ts, docs/broker.md "Limits and tuning"): a new
+   * connection waits, unread, until fewer than `connectPendingMax` handshakes are in progress, the
+   * event loop is late by at most `connectLoopDelayMs`, and the token bucket (`connectRatePerSecond`,
+   * burst = one second's worth) has a token. One that waited `connectWaitMs`, or arrives with
+   * `connectQueueMax` waiting, is closed at once. Defaults 5,000/s, 64, 50 ms, 5,000 ms, 2,000.
+   */
   connectRatePerSecond?: number;
+  connectPendingMax?: number;
+  connectLoopDelayMs?: number;
+  connectWaitMs?: number;
+  connectQueueMax?: number;
 }
 
 export interface BrokerAddresses {
@@ -69,6 +80,8 @@ export interface EmbeddedBroker {
   readonly aedes: Aedes;
   /** URLs clients connect to, e.g. `mqtt://127.0.0.1:54321`, `mqtts://…`, `ws://…`. */
   addresses(): BrokerAddresses;
+  /** The admission gate's counters now (admission.ts): waiting, pending, loop delay, totals. */
+  admission(): AdmissionStats;
   /** A client inside this process (no socket, no ACL check): the manager's own link (local-client.ts). */
   localClient(id: string): LocalClient;
   /** Stops accepting, disconnects every client and closes aedes. Idempotent. */

@@ -90,7 +90,16 @@ const ConfigFile = z.strictObject({
       /** CA file written into agent configs (inline path) for mqtts; defaults to `tls.ca`. */
       advertise_ca: PATH.optional(),
       max_connections: z.number().int().positive().optional(),
-      connect_rate_per_second: z.number().positive().optional(),
+      /** Admission of new connections (docs/broker.md "Limits and tuning"): ceiling on the average rate. */
+      connect_rate_per_second: z.number().positive().finite().optional(),
+      /** Handshakes in progress (accepted, no CONNACK yet) beyond which new connections wait. */
+      connect_pending_max: z.number().int().positive().optional(),
+      /** Event-loop delay (ms) beyond which new connections wait. */
+      connect_loop_delay_ms: z.number().int().positive().optional(),
+      /** How long a new connection may wait (ms) before it is closed; below the agent's 10 s connect timeout. */
+      connect_wait_ms: z.number().int().positive().max(60_000).optional(),
+      /** New connections that may wait at once; one more is closed at once. */
+      connect_queue_max: z.number().int().nonnegative().optional(),
       /** Use an existing broker instead of embedding one (the manager connects as a client). */
       external: External.optional(),
       /** With `external`: keep a mosquitto's config, password and ACL files in sync (docs/deployment.md). */
@@ -130,6 +139,10 @@ export type BrokerConfig =
       readonly advertiseCaPath?: string;
       readonly maxConnections?: number;
       readonly connectRatePerSecond?: number;
+      readonly connectPendingMax?: number;
+      readonly connectLoopDelayMs?: number;
+      readonly connectWaitMs?: number;
+      readonly connectQueueMax?: number;
     }
   | {
       readonly mode: 'external';
@@ -251,6 +264,10 @@ export function resolveConfig(
           : {}),
       ...(b.max_connections !== undefined ? { maxConnections: b.max_connections } : {}),
       ...(b.connect_rate_per_second !== undefined ? { connectRatePerSecond: b.connect_rate_per_second } : {}),
+      ...(b.connect_pending_max !== undefined ? { connectPendingMax: b.connect_pending_max } : {}),
+      ...(b.connect_loop_delay_ms !== undefined ? { connectLoopDelayMs: b.connect_loop_delay_ms } : {}),
+      ...(b.connect_wait_ms !== undefined ? { connectWaitMs: b.connect_wait_ms } : {}),
+      ...(b.connect_queue_max !== undefined ? { connectQueueMax: b.connect_queue_max } : {}),
     };
   }
   return ok({

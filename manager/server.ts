@@ -216,6 +216,10 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
         },
         ...(b.maxConnections !== undefined ? { maxConnections: b.maxConnections } : {}),
         ...(b.connectRatePerSecond !== undefined ? { connectRatePerSecond: b.connectRatePerSecond } : {}),
+        ...(b.connectPendingMax !== undefined ? { connectPendingMax: b.connectPendingMax } : {}),
+        ...(b.connectLoopDelayMs !== undefined ? { connectLoopDelayMs: b.connectLoopDelayMs } : {}),
+        ...(b.connectWaitMs !== undefined ? { connectWaitMs: b.connectWaitMs } : {}),
+        ...(b.connectQueueMax !== undefined ? { connectQueueMax: b.connectQueueMax } : {}),
       });
       const started = broker;
       undo.push(() => started.close());

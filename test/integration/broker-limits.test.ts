@@ -68,23 +68,66 @@ describe('connection limits', () => {
     expect(last).toBe('connected');
   });
 
-  it('closes new connections beyond the rate at once, without CONNACK, and admits again after refill', async () => {
-    tb = await startTestBroker({ connectRatePerSecond: 2 });
+  it('holds new connections beyond the rate instead of refusing them, and admits them as tokens come', async () => {
+    tb = await startTestBroker({ connectRatePerSecond: 4 });
     const started = performance.now();
     const outcomes = await Promise.all(Array.from({ length: 8 }, () => attempt(tb!.url, 'gw-1')));
     const elapsed = performance.now() - started;
-    // burst = 2: two get in; the rest are closed straight away (not left waiting for a timeout)
+    // burst = 4: four get in at once, the other four wait (unread) for a token each 250 ms.
+    expect(outcomes.filter((o) => o === 'connected').length).toBe(8);
+    expect(elapsed).toBeGreaterThan(800);
+    expect(elapsed).toBeLessThan(4000);
+    expect(tb.broker.admission()).toMatchObject({ admitted: 8, delayed: 4, refused: 0 });
+    expect(tb.logs.find((l) => l.code === 'FG_BROKER_RATE_LIMITED')).toBeUndefined();
+  });
+
+  it('refuses at once when the queue is full and closes those that waited connectWaitMs, without CONNACK', async () => {
+    tb = await startTestBroker({ connectRatePerSecond: 2, connectQueueMax: 3, connectWaitMs: 300 });
+    const started = performance.now();
+    const outcomes = await Promise.all(Array.from({ length: 8 }, () => attempt(tb!.url, 'gw-1')));
+    const elapsed = performance.now() - started;
+    // 2 start (burst), 3 wait and are closed after 300 ms (the next token comes at 500 ms), 3 are closed at once.
     expect(outcomes.filter((o) => o === 'connected').length).toBe(2);
     expect(outcomes.filter((o) => o === 'closed').length).toBe(6);
     expect(elapsed).toBeLessThan(2000);
-    expect(tb.logs.find((l) => l.code === 'FG_BROKER_RATE_LIMITED')).toBeDefined();
-    // After a refill interval, a client retrying is let in.
+    const log = tb.logs.find((l) => l.code === 'FG_BROKER_RATE_LIMITED');
+    expect(log).toMatchObject({ reason: 'queue-full' });
+    expect(tb.broker.admission()).toMatchObject({ refused: 6, queued: 0 });
+    // A client retrying after the refill is let in.
     await new Promise((r) => setTimeout(r, 600));
     expect(await attempt(tb.url, 'gw-2')).toBe('connected');
   });
 
+  it('lets a storm of real clients in without refusals while capping handshakes in progress', async () => {
+    const N = 120;
+    // A slow authenticator (20 ms, like a store read under load) keeps handshakes in progress.
+    const auth = new TableAuthenticator(USERS);
+    const check = auth.authenticate.bind(auth);
+    auth.authenticate = async (...args) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return check(...args);
+    };
+    tb = await startTestBroker({ connectPendingMax: 4, auth });
+    let maxPending = 0;
+    const probe = setInterval(() => {
+      maxPending = Math.max(maxPending, tb?.broker.admission().pending ?? 0);
+    }, 1);
+    const users = ['gw-1', 'gw-2', 'gw-3'];
+    const outcomes = await Promise.all(
+      Array.from({ length: N }, (_, i) => attempt(tb!.url, users[i % users.length] as string)),
+    );
+    clearInterval(probe);
+    expect(outcomes.filter((o) => o === 'connected').length).toBe(N);
+    // aedes reports connackSent in the write's callback, which may run after the client read it.
+    for (let i = 0; i < 100 && tb.broker.admission().pending > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    const s = tb.broker.admission();
+    expect(s).toMatchObject({ admitted: N, refused: 0, pending: 0 });
+    expect(s.delayed).toBeGreaterThan(0);
+    expect(maxPending).toBeLessThanOrEqual(4);
+  }, 20_000);
+
   it('keeps the event loop responsive during a storm of refused connections', async () => {
-    tb = await startTestBroker({ connectRatePerSecond: 0.01 });
+    tb = await startTestBroker({ connectRatePerSecond: 0.01, connectQueueMax: 0 });
     const port = Number(new URL(tb.url).port);
     let maxLag = 0;
     let last = performance.now();
@@ -107,7 +150,7 @@ describe('connection limits', () => {
     });
     clearInterval(timer);
     for (const s of sockets) s.destroy();
-    expect(closedCount).toBe(299); // one token (0.01/s: no refill during the test): one socket stays open
+    expect(closedCount).toBe(299); // one token (0.01/s: no refill during the test), no queue: one socket stays open
     expect(maxLag).toBeLessThan(250);
   });
 });

@@ -79,7 +79,8 @@ async function tlsBroker(
   connectRatePerSecond?: number,
 ): Promise<TestBroker> {
   return startTestBroker({
-    ...(connectRatePerSecond === undefined ? {} : { connectRatePerSecond }),
+    // No queue: a connection above the rate is refused on its raw socket, as it arrives.
+    ...(connectRatePerSecond === undefined ? {} : { connectRatePerSecond, connectQueueMax: 0 }),
     auth: new TableAuthenticator(USERS, new Set(certUsers)),
     listeners: {
       tls: {
@@ -180,7 +181,11 @@ describe('WebSocket listener', () => {
   });
 
   it('the connection-rate limit also applies to WebSocket connections', async () => {
-    tb = await startTestBroker({ connectRatePerSecond: 0.01, listeners: { ws: { host: '127.0.0.1', port: 0 } } });
+    tb = await startTestBroker({
+      connectRatePerSecond: 0.01,
+      connectQueueMax: 0,
+      listeners: { ws: { host: '127.0.0.1', port: 0 } },
+    });
     const outcomes = await Promise.allSettled([
       connect(tb.url, 'gw-1'),
       connect(tb.url, 'gw-2'),

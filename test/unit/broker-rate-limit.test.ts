@@ -37,6 +37,17 @@ describe('TokenBucket', () => {
     expect(b.tryTake()).toBe(true);
   });
 
+  it('available() tells whether a token is there without taking it', () => {
+    const clock = fakeClock();
+    const b = new TokenBucket({ ratePerSecond: 1, clock });
+    expect(b.available()).toBe(true);
+    expect(b.available()).toBe(true);
+    expect(b.tryTake()).toBe(true);
+    expect(b.available()).toBe(false);
+    clock.advance(1_000);
+    expect(b.available()).toBe(true);
+  });
+
   it('rejects a non-positive rate', () => {
     expect(() => new TokenBucket({ ratePerSecond: 0 })).toThrow(RangeError);
   });

@@ -78,6 +78,12 @@ describe('manager config', () => {
     ['log_level: loud\n', 'log_level'],
     ['keys:\n  release: notalist\n', 'keys.release'],
     ['- 1\n- 2\n', '(root)'],
+    ['broker:\n  connect_rate_per_second: 0\n', 'broker.connect_rate_per_second'],
+    ['broker:\n  connect_pending_max: 2.5\n', 'broker.connect_pending_max'],
+    ['broker:\n  connect_loop_delay_ms: -1\n', 'broker.connect_loop_delay_ms'],
+    ['broker:\n  connect_wait_ms: 600000\n', 'broker.connect_wait_ms'],
+    ['broker:\n  connect_queue_max: "many"\n', 'broker.connect_queue_max'],
+    ['broker:\n  connect_burst: 5\n', 'broker.connect_burst'],
   ])('names the field of an invalid config: %j -> %s', (yaml, at) => {
     const r = fromYaml('bad.yaml', yaml);
     expect(r.ok).toBe(false);
@@ -85,6 +91,23 @@ describe('manager config', () => {
     expect(r.error.code).toBe('FG_CONFIG_INVALID');
     expect(r.error.at).toBe(at);
     expect(r.error.message).toContain(at);
+  });
+
+  it('passes the admission keys of the embedded broker through', () => {
+    const r = fromYaml(
+      'admission.yaml',
+      'broker:\n  connect_rate_per_second: 2500\n  connect_pending_max: 32\n  connect_loop_delay_ms: 80\n  connect_wait_ms: 4000\n  connect_queue_max: 0\n',
+    );
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.value.broker).toMatchObject({
+      mode: 'embedded',
+      connectRatePerSecond: 2500,
+      connectPendingMax: 32,
+      connectLoopDelayMs: 80,
+      connectWaitMs: 4000,
+      connectQueueMax: 0,
+    });
   });
 
   it('reports YAML syntax errors with a position and a missing file as FG_FILE_READ', () => {
