@@ -51,6 +51,12 @@ const profStop = async (tag: string, sim?: BenchChild) => {
   await sim?.call('profStop', { file: join(PROFILE_DIR, `rollout-fleet-${tag}-sim.cpuprofile`) });
 };
 
+/** CPU seconds of this process (the manager's, plus the bench's polling) since `from`. */
+const cpuSeconds = (from: NodeJS.CpuUsage) => {
+  const u = process.cpuUsage(from);
+  return (u.user + u.system) / 1e6;
+};
+
 const FINAL = new Set(['completed', 'rolled_back', 'failed', 'aborted']);
 const BUNDLE_BYTES = 64 * 1024;
 
@@ -219,31 +225,39 @@ export async function runRolloutFleet(
     const msg0 = await brokerMessages(http, token);
     const bytes0 = m.service.stats().fetch.bytes;
     await profStart(s);
+    const rc0 = process.cpuUsage();
     const r0 = performance.now();
     const created = await m.rollouts.create({ plan });
     const id = created.rollout.id;
     const rolloutPhase = await waitPhase(m, id, ['completed'], 900_000, log);
     const rolloutS = (performance.now() - r0) / 1000;
+    const rolloutCpuS = cpuSeconds(rc0);
     await profStop(`${n}-rollout`, s);
     const report = m.rollouts.get(id).report;
     for (const f of report.failures) log(`  failed: ${JSON.stringify(f).slice(0, 300)}`);
     if (rolloutPhase !== 'completed') log(`  rollout ${rolloutPhase}: ${m.rollouts.get(id).rollout.reason}`);
     const messages = (await brokerMessages(http, token)) - msg0;
     const bytes1 = m.service.stats().fetch.bytes;
-    log(`rollout ${rolloutPhase} in ${rolloutS.toFixed(2)} s (${messages} messages, ${bytes1 - bytes0} bytes served)`);
+    log(
+      `rollout ${rolloutPhase} in ${rolloutS.toFixed(2)} s (${messages} messages, ${bytes1 - bytes0} bytes served; manager CPU ${rolloutCpuS.toFixed(1)} s, ${((rolloutCpuS / n) * 1e3).toFixed(2)} ms per device)`,
+    );
     await sleep(1_000);
 
     // (b) the rollback of the whole fleet.
     await profStart(s);
+    const kc0 = process.cpuUsage();
     const k0 = performance.now();
     const bytes2 = m.service.stats().fetch.bytes;
     // A rollout that stopped by itself is already rolling back: timed from here to its end.
     if (rolloutPhase === 'completed') await m.rollouts.command(id, 'rollback', 'bench');
     const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 600_000, log);
     const rollbackS = (performance.now() - k0) / 1000;
+    const rollbackCpuS = cpuSeconds(kc0);
     await profStop(`${n}-rollback`, s);
     const rollbackBytes = m.service.stats().fetch.bytes - bytes2;
-    log(`rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served`);
+    log(
+      `rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served (manager CPU ${rollbackCpuS.toFixed(1)} s, ${((rollbackCpuS / n) * 1e3).toFixed(2)} ms per device)`,
+    );
 
     // (f) steady state: every device reports every 10 s; the API is polled every 100 ms.
     await sleep(2_000);

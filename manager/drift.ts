@@ -85,6 +85,11 @@ export interface DriftTrackerOptions {
   readonly deadlineMs?: number;
   /** The latest `reported` of a device (ingestion's in-memory view). */
   readonly reportedOf: (device: string) => ReportedMessage | null;
+  /**
+   * Registered and not removed, from memory (the registry). Without it the device row is read:
+   * evaluated per report, that was a store read per device and flush (issue 6).
+   */
+  readonly isLive?: (device: string) => boolean;
   readonly onChange?: (device: string, open: readonly DriftRecord[]) => void;
 }
 
@@ -114,21 +119,26 @@ export class DriftTracker {
       openByDevice.set(d.device, list);
     }
     const changed: string[] = [];
+    const isLive =
+      this.opts.isLive ??
+      ((id: string) => {
+        const dev = store.devices.get(id);
+        return dev !== null && dev.removed === null;
+      });
     store.transaction(() => {
       for (const id of ids) {
-        const dev = store.devices.get(id);
         const open = openByDevice.get(id) ?? [];
-        const findings =
-          dev && dev.removed === null
-            ? computeDrift({
-                now,
-                deadlineMs: this.deadlineMs,
-                desired: store.desired.get(id),
-                reported: this.opts.reportedOf(id),
-                lastIssued: store.desired.lastGeneration(id),
-                wasAssigned: (s) => store.desired.wasAssigned(id, s),
-              })
-            : [];
+        const findings = isLive(id)
+          ? computeDrift({
+              now,
+              deadlineMs: this.deadlineMs,
+              // Target, generation and assignment time from the store's memory: no row per device.
+              desired: store.desired.brief(id),
+              reported: this.opts.reportedOf(id),
+              lastIssued: store.desired.lastGeneration(id),
+              wasAssigned: (s) => store.desired.wasAssigned(id, s),
+            })
+          : [];
         if (this.apply(id, open, findings, now)) changed.push(id);
       }
     });

@@ -124,6 +124,12 @@ export interface FleetServiceApi {
   listDevicePage(filter: DeviceFilter, after: string | null, limit: number): DevicePage;
   /** FG_DEVICE_NOT_FOUND. */
   getDevice(id: string): DeviceDetail;
+  /**
+   * getDevice from memory only: `desired` is null and `drift` empty (`desiredSnapshot` and
+   * `drifting` are set). The dashboard reads every device that reported this way (issue 6).
+   * Optional: without it callers use getDevice. FG_DEVICE_NOT_FOUND.
+   */
+  deviceView?(id: string): DeviceDetail;
   /** Revokes credentials, clears the retained desired topic, keeps history. FG_DEVICE_NOT_FOUND. */
   removeDevice(id: string): Promise<void>;
 
@@ -267,6 +273,7 @@ export class FleetService implements FleetServiceApi {
       logger: this.logger.child({ part: 'drift' }),
       ...(opts.convergeDeadlineMs !== undefined ? { deadlineMs: opts.convergeDeadlineMs } : {}),
       reportedOf: (id) => this.ingest.get(id)?.reported ?? null,
+      isLive: (id) => this.registry.isLive(id),
       onChange: (device, open) => this.emit({ type: 'drift', device, open }),
     });
     this.chunks = new ChunkServer({
@@ -355,6 +362,10 @@ export class FleetService implements FleetServiceApi {
 
   getDevice(id: string): DeviceDetail {
     return this.registry.detail(id);
+  }
+
+  deviceView(id: string): DeviceDetail {
+    return this.registry.detail(id, { documents: false });
   }
 
   async removeDevice(id: string): Promise<void> {

@@ -217,14 +217,24 @@ export class Registry {
     return this.sorted;
   }
 
-  /** FG_DEVICE_NOT_FOUND for unknown ids; removed devices are shown (with `removed` set). */
-  detail(id: string): DeviceDetail {
+  /**
+   * FG_DEVICE_NOT_FOUND for unknown ids; removed devices are shown (with `removed` set).
+   * `documents: false`: no store read at all, `desired` null and `drift` empty (the target and the
+   * drifting flag still come from memory); the dashboard reads a device per report this way.
+   */
+  detail(id: string, opts: { documents?: boolean } = {}): DeviceDetail {
     const { store, clock } = this.opts;
     const d = this.records.get(id);
     if (!d) throw FleetgateError.of('FG_DEVICE_NOT_FOUND', id);
-    const desired = store.desired.get(id);
-    const drift = store.drift.has(id) ? store.drift.list(id) : [];
-    const s = this.summary(d, desired?.snapshot ?? null, drift.length > 0);
+    const full = opts.documents !== false;
+    const desired = full ? store.desired.get(id) : null;
+    const drifting = store.drift.has(id);
+    const drift = full && drifting ? store.drift.list(id) : [];
+    const s = this.summary(
+      d,
+      full ? (desired?.snapshot ?? null) : store.desired.targetOf(id),
+      full ? drift.length > 0 : drifting,
+    );
     const l = this.opts.latestOf(id);
     const now = clock.now();
     return {

@@ -38,9 +38,24 @@ function toRecord(r: DesiredRow): DesiredRecord {
   };
 }
 
+/** What the manager asks of a device's current document per report and per assignment, kept in memory. */
+export interface DesiredBrief {
+  readonly snapshot: string;
+  readonly baseline: string | null;
+  readonly generation: number;
+  readonly assigned: number;
+}
+
 export class DesiredRepo {
-  /** Target snapshot per device, kept with the table (Store.transaction resyncs it after a rollback). */
-  private readonly target = new Map<string, string>();
+  /**
+   * Per device, the current document's target, baseline, generation and assignment time, and the
+   * highest generation ever issued: kept with the tables (Store.transaction resyncs them after a
+   * rollback), so drift checks, assignments and fetches read no row per device (issue 6).
+   */
+  private readonly target = new Map<string, DesiredBrief>();
+  private readonly generations = new Map<string, number>();
+  /** (device, snapshot) pairs found in the assignment history: a history row is never deleted. */
+  private readonly assignedSeen = new Set<string>();
   private readonly byDevice;
   private readonly all;
   private readonly expiring;
@@ -48,9 +63,8 @@ export class DesiredRepo {
   private readonly del;
   private readonly histIns;
   private readonly histHas;
-  private readonly targetsOf;
   private readonly allTargets;
-  private readonly genGet;
+  private readonly genAll;
   private readonly genPut;
 
   constructor(
@@ -74,15 +88,14 @@ export class DesiredRepo {
     this.histHas = db.prepare<[string, string], { one: number }>(
       'SELECT 1 AS one FROM assignments WHERE device = ? AND snapshot = ? LIMIT 1',
     );
-    this.targetsOf = db.prepare<[string], { snapshot: string; baseline: string | null }>(
-      'SELECT snapshot, baseline FROM desired WHERE device = ?',
+    this.allTargets = db.prepare<[], { device: string } & DesiredBrief>(
+      'SELECT device, snapshot, baseline, generation, assigned FROM desired',
     );
-    this.allTargets = db.prepare<[], { device: string; snapshot: string }>('SELECT device, snapshot FROM desired');
-    this.resync();
-    this.genGet = db.prepare<[string], { last: number }>('SELECT last FROM generations WHERE device = ?');
+    this.genAll = db.prepare<[], { device: string; last: number }>('SELECT device, last FROM generations');
     this.genPut = db.prepare(
       'INSERT INTO generations (device, last) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET last = MAX(last, excluded.last)',
     );
+    this.resync();
   }
 
   get(device: string): DesiredRecord | null {
@@ -99,35 +112,57 @@ export class DesiredRepo {
     return this.expiring.all(before).map(toRecord);
   }
 
-  /** Just the target and baseline (the chunk server asks on every fetch). */
+  /** Just the target and baseline (the chunk server asks on every fetch), from memory. */
   targets(device: string): { snapshot: string; baseline: string | null } | null {
-    return this.targetsOf.get(device) ?? null;
+    const t = this.target.get(device);
+    return t ? { snapshot: t.snapshot, baseline: t.baseline } : null;
+  }
+
+  /** The current document's target, baseline, generation and assignment time, from memory. */
+  brief(device: string): DesiredBrief | null {
+    return this.target.get(device) ?? null;
   }
 
   /** Target snapshot per device, for list views. */
   targetMap(): Map<string, string> {
-    return new Map(this.target);
+    const out = new Map<string, string>();
+    for (const [device, t] of this.target) out.set(device, t.snapshot);
+    return out;
   }
 
   /** The device's target snapshot, from memory (list pages ask per device). */
   targetOf(device: string): string | null {
-    return this.target.get(device) ?? null;
+    return this.target.get(device)?.snapshot ?? null;
   }
 
-  /** Re-reads the targets kept in memory (after a transaction that wrote desired rows rolled back). */
+  /** Re-reads what is kept in memory (after a transaction that wrote desired rows rolled back). */
   resync(): void {
     this.target.clear();
-    for (const r of this.allTargets.all()) this.target.set(r.device, r.snapshot);
+    for (const r of this.allTargets.all())
+      this.target.set(r.device, {
+        snapshot: r.snapshot,
+        baseline: r.baseline,
+        generation: r.generation,
+        assigned: r.assigned,
+      });
+    this.generations.clear();
+    for (const r of this.genAll.all()) this.generations.set(r.device, r.last);
+    // A row read inside a transaction that rolled back may be gone.
+    this.assignedSeen.clear();
   }
 
-  /** Highest generation ever issued to the device, 0 if none. */
+  /** Highest generation ever issued to the device, 0 if none (from memory). */
   lastGeneration(device: string): number {
-    return this.genGet.get(device)?.last ?? 0;
+    return this.generations.get(device) ?? 0;
   }
 
   /** Was this snapshot ever the target of a document issued to this device? */
   wasAssigned(device: string, snapshot: string): boolean {
-    return this.histHas.get(device, snapshot) !== undefined;
+    const key = `${device}\u0000${snapshot}`;
+    if (this.assignedSeen.has(key)) return true;
+    if (this.histHas.get(device, snapshot) === undefined) return false;
+    this.assignedSeen.add(key);
+    return true;
   }
 
   /** Stores the current document, its history row and the generation high-water mark. Call inside a transaction for batches. */
@@ -147,18 +182,29 @@ export class DesiredRepo {
     });
     this.histIns.run(d.device, d.generation, d.snapshot, d.rollout, d.stage, d.issued);
     this.genPut.run(d.device, d.generation);
-    this.target.set(d.device, d.snapshot);
+    this.target.set(d.device, {
+      snapshot: d.snapshot,
+      baseline: d.baseline,
+      generation: d.generation,
+      assigned: d.assigned,
+    });
+    this.raise(d.device, d.generation);
     this.journal?.record(d.device);
   }
 
   /** Raises the high-water mark without issuing (a device reported a generation we do not know). */
   noteGeneration(device: string, generation: number): void {
     this.genPut.run(device, generation);
+    this.raise(device, generation);
   }
 
   delete(device: string): void {
     if (this.del.run(device).changes > 0) this.journal?.record(device);
     this.target.delete(device);
+  }
+
+  private raise(device: string, generation: number): void {
+    if (generation > (this.generations.get(device) ?? 0)) this.generations.set(device, generation);
   }
 
   transaction<T>(fn: () => T): T {

@@ -175,6 +175,49 @@ describe('device registry', () => {
     expect(reg.page({ includeRemoved: true }, 'gw-045', 1).devices.map((d) => d.id)).toEqual(['gw-046']);
   });
 
+  it('detail without documents is the full detail but for the desired document and the drift list', async () => {
+    await add('a1');
+    await add('a2');
+    latest.set('a1', { ...emptyLatest('a1'), status: 'online', session: 3 });
+    t.store.drift.open({ device: 'a1', kind: 'unconverged', since: 1, detail: 'x' });
+    t.store.snapshots.insert({
+      id: 'c'.repeat(64),
+      name: 'n',
+      version: '1',
+      seq: 1,
+      size: 0,
+      sha256: '00',
+      created: 1,
+      pushed: 1,
+      kid: 'k',
+      manifest: {},
+      manifestCose: new Uint8Array([1]),
+      payloadFile: 'x',
+    });
+    t.store.transaction(() =>
+      t.store.desired.put({
+        device: 'a1',
+        snapshot: 'c'.repeat(64),
+        generation: 5,
+        rollout: null,
+        stage: null,
+        trial: { window_s: 60, crash_loop: { restarts: 3, within_s: 60 }, max_agent_starts: 3 },
+        issued: 1,
+        expires: 2,
+        assigned: 1,
+        baseline: null,
+        bytes: new Uint8Array([1]),
+      }),
+    );
+    for (const id of ['a1', 'a2']) {
+      const full = reg.detail(id);
+      expect(reg.detail(id, { documents: false })).toEqual({ ...full, desired: null, drift: [] });
+    }
+    expect(reg.detail('a1')).toMatchObject({ desiredSnapshot: 'c'.repeat(64), drifting: true, state: 'online' });
+    expect(reg.detail('a1').desired?.generation).toBe(5);
+    expect(codeOf(() => reg.detail('nope', { documents: false }))).toBe('FG_DEVICE_NOT_FOUND');
+  });
+
   it('remove revokes the credential, hides the device from the list and from isLive, keeps it showable', async () => {
     await add('gw-1');
     invalidated.length = 0;

@@ -157,7 +157,9 @@ describe('manager store: repositories', () => {
     store.drift.open({ device: 'gw-2', kind: 'unexpected_slot', since: 1, detail: 'y' });
     expect(() =>
       store.transaction(() => {
-        store.desired.put(doc('gw-2', 'b'.repeat(64)));
+        store.desired.put({ ...doc('gw-2', 'b'.repeat(64)), generation: 7 });
+        // Read inside the transaction that rolls back: memory must not keep it.
+        expect(store.desired.wasAssigned('gw-2', 'b'.repeat(64))).toBe(true);
         store.drift.close('gw-2', 'unconverged');
         store.drift.close('gw-2', 'unexpected_slot');
         throw new Error('abort');
@@ -170,6 +172,27 @@ describe('manager store: repositories', () => {
     expect(fromTables()).toEqual([{ 'gw-1': 'a'.repeat(64) }, 1]);
     expect([Object.fromEntries(store.desired.targetMap()), store.drift.deviceCount()]).toEqual(fromTables());
     expect(store.desired.targetOf('gw-2')).toBeNull();
+    // Target, baseline, generations and the assignment history, from memory, as the tables say
+    // (a second Store on the same database reads them from the tables).
+    const memory = (s: Store) =>
+      ['gw-1', 'gw-2'].map((id) => [
+        s.desired.brief(id),
+        s.desired.targets(id),
+        s.desired.lastGeneration(id),
+        s.desired.wasAssigned(id, 'a'.repeat(64)),
+        s.desired.wasAssigned(id, 'b'.repeat(64)),
+      ]);
+    expect(memory(store)).toEqual([
+      [
+        { snapshot: 'a'.repeat(64), baseline: null, generation: 1, assigned: 1 },
+        { snapshot: 'a'.repeat(64), baseline: null },
+        1,
+        true,
+        false,
+      ],
+      [null, null, 0, false, false],
+    ]);
+    expect(memory(new Store(store.db))).toEqual(memory(store));
     expect(store.drift.has('gw-2')).toBe(true);
     store.drift.close('gw-2', 'unconverged');
     expect(store.drift.has('gw-2')).toBe(true); // one kind still open
