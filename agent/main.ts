@@ -22,7 +22,10 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     logger: logger.child({ part: 'runtime' }),
     crashLoop: { restarts: config.trial.crash_loop_restarts, within_s: config.trial.crash_loop_within_s },
   });
-  const agent = new Agent({ config, logger, store, runtime });
+  // mqtt.js' `writeCache` pre-builds a Buffer for each of the 65,536 packet ids and lengths at the
+  // first packet it writes: 6 MiB of V8 heap that one device's few packets a second never repay
+  // (docs/benchmarks.md "agent-rss"). The simulator keeps it: one cache serves all its clients.
+  const agent = new Agent({ config, logger, store, runtime, link: { mqttOptions: { writeCache: false } } });
   await agent.start();
   return {
     agent,
