@@ -57,6 +57,9 @@ const cpuSeconds = (from: NodeJS.CpuUsage) => {
   return (u.user + u.system) / 1e6;
 };
 
+/** `FG_BENCH_ROLLOUT_TRACE=1`: the rollout's progress every second instead of every 10 s. */
+const PROGRESS_EVERY_MS = process.env.FG_BENCH_ROLLOUT_TRACE === '1' ? 1_000 : 10_000;
+
 const FINAL = new Set(['completed', 'rolled_back', 'failed', 'aborted']);
 const BUNDLE_BYTES = 64 * 1024;
 
@@ -69,7 +72,7 @@ async function brokerMessages(http: string, token: string): Promise<number> {
   return Number(m[1]);
 }
 
-/** Polls the rollout until it reaches one of `phases` (or any final phase); logs its progress every 10 s. */
+/** Polls the rollout until it reaches one of `phases` (or any final phase); logs its progress every 10 s (PROGRESS_EVERY_MS). */
 async function waitPhase(
   m: RunningManager,
   id: string,
@@ -86,14 +89,19 @@ async function waitPhase(
       return phase;
     const now = performance.now();
     if (now - t0 > timeoutMs) throw new Error(`rollout ${id} still ${phase} after ${timeoutMs} ms`);
-    if (now - told >= 10_000) {
+    if (now - told >= PROGRESS_EVERY_MS) {
       told = now;
       const r = m.rollouts.list({ active: true }).find((x) => x.id === id);
       const counts = Object.entries(r?.counts ?? {})
         .filter(([, v]) => v > 0)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ');
-      log(`  ... ${((now - t0) / 1000).toFixed(0)} s: ${phase}, stage ${r?.stage ?? '-'}: ${counts}`);
+      // Rollback progress is not in the stage counts; the report costs O(N), so only when tracing.
+      const rb = phase === 'rolling_back' && PROGRESS_EVERY_MS < 10_000 ? m.rollouts.get(id).report.rollback : null;
+      const rbText = rb ? `; rollback confirmed ${rb.confirmed}/${rb.devices}` : '';
+      log(
+        `  ... ${((now - t0) / 1000).toFixed(PROGRESS_EVERY_MS < 10_000 ? 1 : 0)} s: ${phase}, stage ${r?.stage ?? '-'}: ${counts}${rbText}`,
+      );
     }
     await sleep(50);
   }
