@@ -53,6 +53,8 @@ export class UpdateRunner {
   private waiters: (() => void)[] = [];
   private trialTimer: unknown = null;
   private downloadToken = 0;
+  /** A `publish-reported` effect ran and its report has not gone out yet (see pump). */
+  private reportDue = false;
   private eventSeq = 0;
   private eventSession = -1;
   private readonly log: Logger;
@@ -142,6 +144,7 @@ export class UpdateRunner {
   halt(): void {
     this.halted = true;
     this.queue.length = 0;
+    this.reportDue = false;
     if (this.trialTimer !== null) this.o.clock.clearTimeout(this.trialTimer);
     this.trialTimer = null;
     this.downloadToken++;
@@ -163,9 +166,18 @@ export class UpdateRunner {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (!this.halted && this.queue.length > 0) {
-        const make = this.queue.shift() as Thunk;
-        await this.handle(make());
+      while (!this.halted) {
+        while (!this.halted && this.queue.length > 0) {
+          const make = this.queue.shift() as Thunk;
+          await this.handle(make());
+        }
+        // The retained report goes out when the runner comes to rest, of the state it rests in: a
+        // chain of immediate transitions (verifying -> staged -> switching -> trial) sends one
+        // report, not one per step that the next one supersedes at once. Every transition is
+        // still an event (the outcome ledger); DESIGN.md "Decisions taken".
+        if (this.halted || !this.reportDue) break;
+        this.reportDue = false;
+        await this.publish(() => this.o.link.publishReported(this.reported()));
       }
     } catch (e) {
       this.log.error({ err: e }, 'update runner: unexpected error');
@@ -295,7 +307,7 @@ export class UpdateRunner {
         this.trialTimer = null;
         return undefined;
       case 'publish-reported':
-        await this.publish(() => this.o.link.publishReported(this.reported()));
+        this.reportDue = true;
         return undefined;
       case 'publish-event':
         await this.publish(() => this.o.link.publishEvent(this.eventMessage(effect)));

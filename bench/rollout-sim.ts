@@ -4,11 +4,14 @@
  * in the benchmark process. A separate process keeps the manager's CPU time (process.cpuUsage in
  * the parent) apart from the agents', and gives each event loop a core of its own.
  */
+import { writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { type EnrolledDevice, SimFleet } from '../simulator/index.js';
 import { profilerCommands, serveParent } from './kit.js';
 
 let fleet: SimFleet | null = null;
+const profiler = profilerCommands();
+let cpu0: NodeJS.CpuUsage | null = null;
 
 function need(): SimFleet {
   if (!fleet) throw new Error('no fleet: call start first');
@@ -16,8 +19,25 @@ function need(): SimFleet {
 }
 
 serveParent({
-  /** profStart / profStop {file}: a CPU profile of the simulator for one phase (FG_BENCH_PROFILE_DIR). */
-  ...profilerCommands(),
+  /**
+   * profStart / profStop {file}: a CPU profile of the simulator for one phase (FG_BENCH_PROFILE_DIR),
+   * and beside it `<file>.cpu.json`, the process's CPU seconds over the phase (process.cpuUsage:
+   * unlike the profile's busy samples, not inflated when other processes share the cores).
+   */
+  async profStart(a) {
+    cpu0 = process.cpuUsage();
+    return profiler.profStart?.(a);
+  },
+  async profStop(a) {
+    const used = cpu0 ? process.cpuUsage(cpu0) : null;
+    cpu0 = null;
+    const file = await profiler.profStop?.(a);
+    if (used && typeof file === 'string') {
+      const s = { user: used.user / 1e6, system: used.system / 1e6, total: (used.user + used.system) / 1e6 };
+      writeFileSync(`${file}.cpu.json`, `${JSON.stringify(s)}\n`);
+    }
+    return file;
+  },
   /** Starts every agent and resolves once all are connected: { ms } from the first start. */
   async start(a) {
     const devices = a.devices as EnrolledDevice[];

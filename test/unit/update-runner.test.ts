@@ -546,6 +546,34 @@ describe('update runner: what it publishes', () => {
     }
   });
 
+  it('one report per rest: a rollback sends the trial and the commit, every transition an event', async () => {
+    const d = new Device();
+    try {
+      await d.boot();
+      await d.install(X, 1);
+      await d.install(Y, 2);
+      d.link.clear();
+      await d.send(X, 3);
+      // verifying -> staged -> switching -> trial run without a pause: one report, of the trial.
+      expect(d.link.chain()).toEqual([
+        'committed>verifying',
+        'verifying>staged',
+        'staged>switching',
+        'switching>trial',
+      ]);
+      expect(d.link.reported.map((r) => [r.phase, r.generation, r.active_slot])).toEqual([['trial', 3, 'B']]);
+      expect(d.link.reported[0]?.slots).toEqual({
+        A: { snapshot: Y.id, state: 'good' },
+        B: { snapshot: X.id, state: 'active' },
+      });
+      await d.advance(END);
+      expect(d.link.reported.map((r) => r.phase)).toEqual(['trial', 'committed']);
+      expect(d.link.events.length).toBe(5);
+    } finally {
+      d.cleanup();
+    }
+  });
+
   it('reports download progress in tenths, not per chunk', async () => {
     const d = new Device();
     try {
