@@ -144,11 +144,13 @@ export interface FleetServiceApi {
   /**
    * Signs, stores and publishes (retained, QoS 1) a desired document per device. All-or-nothing
    * validation: FG_DEVICE_NOT_FOUND, FG_SNAPSHOT_NOT_FOUND, FG_INCOMPATIBLE (unless force).
+   * Resolves once the broker took every document (a failed publish is logged, never thrown: the
+   * next connect republishes); `awaitPublish: false` resolves once they are stored.
    */
   assign(
     deviceIds: readonly string[],
     snapshotId: string,
-    opts?: AssignOptions & { force?: boolean },
+    opts?: AssignOptions & { force?: boolean; awaitPublish?: boolean },
   ): Promise<AssignResult>;
   getDesired(deviceId: string): DesiredRecord | null;
   /**
@@ -403,7 +405,7 @@ export class FleetService implements FleetServiceApi {
   async assign(
     deviceIds: readonly string[],
     snapshotId: string,
-    opts: AssignOptions & { force?: boolean } = {},
+    opts: AssignOptions & { force?: boolean; awaitPublish?: boolean } = {},
   ): Promise<AssignResult> {
     const ids = [...new Set(deviceIds)];
     const devices = ids.map((id) => this.registry.requireLive(id));
@@ -419,7 +421,7 @@ export class FleetService implements FleetServiceApi {
         if (!c.ok) throw FleetgateError.of('FG_INCOMPATIBLE', `${d.id}: ${c.error.message}`, c.error.at);
       }
     }
-    const { force: _f, ...assignOpts } = opts;
+    const { force: _f, awaitPublish, ...assignOpts } = opts;
     const recs = this.publisher.assign(devices, snap, {
       ...assignOpts,
       ...(baseline !== undefined ? { baseline } : {}),
@@ -430,7 +432,7 @@ export class FleetService implements FleetServiceApi {
     );
     // While disconnected mqtt.js would hold the promise until reconnect; the connect hook republishes anyway.
     const publishing = this.publisher.publishMany(recs);
-    if (this.link.connected) await publishing;
+    if (this.link.connected && awaitPublish !== false) await publishing;
     this.driftTracker.evaluate(ids);
     return { assigned: recs };
   }

@@ -107,9 +107,16 @@ class ScriptedFleet {
       drift: [],
     };
   }
-  async assign(devices: readonly string[], snapshotId: string, opts: AssignOptions = {}): Promise<AssignResult> {
+  /** The broker taking the documents (FleetService.assign waits for it unless `awaitPublish: false`). */
+  published: Promise<void> = Promise.resolve();
+  async assign(
+    devices: readonly string[],
+    snapshotId: string,
+    opts: AssignOptions & { awaitPublish?: boolean } = {},
+  ): Promise<AssignResult> {
     this.calls.push({ devices: [...devices], snapshot: snapshotId, opts });
     await this.assignImpl([...devices]);
+    if (opts.awaitPublish !== false) await this.published;
     const assigned = devices.map((device) => {
       const rec = {
         device,
@@ -326,6 +333,16 @@ describe('large assignments', () => {
     await svc.idle();
     expect(f.calls.map((c) => c.devices.length)).toEqual([500, 500, 201]);
     expect(f.calls.flatMap((c) => c.devices).sort()).toEqual(ids);
+    const devices = svc.get(rollout.id, { devices: true }).devices ?? [];
+    expect(devices.filter((d) => d.status === 'assigned' && d.generation !== null)).toHaveLength(ids.length);
+  });
+
+  it('the engine goes on once the documents are stored, without waiting for the broker to take them', async () => {
+    const f = new ScriptedFleet(ids);
+    f.published = new Promise(() => undefined); // a broker busy with device messages: never done here
+    const svc = service(f);
+    const { rollout } = await svc.create({ plan });
+    await svc.idle();
     const devices = svc.get(rollout.id, { devices: true }).devices ?? [];
     expect(devices.filter((d) => d.status === 'assigned' && d.generation !== null)).toHaveLength(ids.length);
   });
