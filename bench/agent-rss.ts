@@ -11,7 +11,7 @@
  * interpreter-only JavaScript costs.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
@@ -38,6 +38,19 @@ function agentArgv(entry: AgentEntry, configPath: string): string[] {
   return entry === 'lean'
     ? [...AGENT_NODE_OPTIONS, join(repoRoot(), 'bin', 'fleetgate-agent.js'), ...tail]
     : [join(repoRoot(), 'bin', 'fleetgate.js'), 'agent', ...tail];
+}
+
+/** The 60 MB of the goal, in MiB (the figure's unit). */
+const GOAL_MIB = 60e6 / 2 ** 20;
+
+/**
+ * What bin/fleetgate-agent.js runs: the one-module bundle of `npm run build` when it is at least as
+ * new as the tsc output, else the modules (the same rule as the bin script).
+ */
+function leanRuns(): 'bundle' | 'modules' {
+  const bundle = join(repoRoot(), 'dist', 'agent-bundle.mjs');
+  const modules = join(repoRoot(), 'dist', 'cli', 'agent-entry.js');
+  return existsSync(bundle) && statSync(bundle).mtimeMs >= statSync(modules).mtimeMs ? 'bundle' : 'modules';
 }
 
 /** utime + stime of a process, ms (/proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms). */
@@ -130,6 +143,8 @@ export const agentRssBench: Bench = {
   description: 'idle RSS of a real `fleetgate agent` process (committed, runtime running as its own process)',
   async run({ quick, log }) {
     const idle = { idleMs: quick ? 2_000 : 10_000, samples: quick ? 4 : 10 };
+    const runs = leanRuns();
+    if (runs === 'modules') log('dist/agent-bundle.mjs is missing or older than dist/: run `npm run build` first');
     const lean = await measureAgentRss({ ...idle, entry: 'lean' });
     const cli = await measureAgentRss({ ...idle, entry: 'cli' });
     const l = stats(lean.rssMiB);
@@ -146,8 +161,8 @@ export const agentRssBench: Bench = {
         name: 'agent idle RSS, fleetgate-agent in lite mode (as the unit runs it), median',
         value: l.median,
         unit: 'MiB',
-        goal: { op: '<=', value: 60 },
-        note: `max ${l.max.toFixed(1)} MiB`,
+        goal: { op: '<=', value: Math.round(GOAL_MIB * 10) / 10 },
+        note: `max ${l.max.toFixed(1)} MiB; goal 60 MB; ran ${runs === 'bundle' ? 'dist/agent-bundle.mjs' : 'the tsc modules (bundle stale)'}`,
       },
       { name: 'agent peak RSS since start (VmHWM), lite mode', value: lean.peakMiB, unit: 'MiB' },
       {

@@ -1,14 +1,21 @@
 #!/usr/bin/env -S node --lite-mode --no-expose-wasm
 // The gateway's lean agent entry (cli/agent-entry.ts): `fleetgate agent` without the rest of the
 // CLI, in V8's lite mode (less memory, no JIT). The systemd unit passes the same node options.
-import { existsSync } from 'node:fs';
+// It runs the one-module bundle `npm run build` makes (scripts/bundle-agent.mjs: less memory than
+// ~250 modules); when the bundle is missing or older than a later plain `tsc` build, it runs
+// that build's modules, the same code.
+import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-const entry = new URL('../dist/cli/agent-entry.js', import.meta.url);
-if (!existsSync(fileURLToPath(entry))) {
+const modules = new URL('../dist/cli/agent-entry.js', import.meta.url);
+const bundle = new URL('../dist/agent-bundle.mjs', import.meta.url);
+if (!existsSync(fileURLToPath(modules))) {
   process.stderr.write(
     'fleetgate-agent: dist/ is missing; run `npm install` (or `npm run build`) in the fleetgate checkout\n',
   );
   process.exit(70);
 }
-await import(entry.href);
+const fresh =
+  existsSync(fileURLToPath(bundle)) &&
+  statSync(fileURLToPath(bundle)).mtimeMs >= statSync(fileURLToPath(modules)).mtimeMs;
+await import((fresh ? bundle : modules).href);
