@@ -15,6 +15,7 @@ import { isValidDeviceId, isValidPrefix } from '../protocol/topics.js';
 import { checkPublish, checkSubscribe, checkWill, DeviceTopics } from './acl.js';
 import { AdmissionGate, type RefusalReason } from './admission.js';
 import { guardBusRecursion } from './bus-guard.js';
+import { ConnectBurst, type Corkable } from './connect-burst.js';
 import { IndexedPersistence } from './indexed-persistence.js';
 import {
   type Listener,
@@ -257,6 +258,8 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   });
   let slowDropped = 0;
   let slowLoggedAt = 0;
+  /** A device's answers between its CONNACK and its retained desired document go out in one write (connect-burst.ts). */
+  const burst = new ConnectBurst();
   const aedes = new Aedes({
     ...AEDES_TUNING,
     persistence,
@@ -317,6 +320,14 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
         }
         return null;
       }
+      // The retained desired document ends the device's connect burst. aedes writes a forwarded
+      // packet in a setImmediate queued after this hook returns; the release runs one turn later,
+      // so the document is in the burst's write. Were that order to change, the release would only
+      // come earlier (a write more) or the window would end the hold: nothing is lost either way.
+      if (packet.retain) {
+        const conn = (client as unknown as { conn: Corkable }).conn;
+        if (burst.holding(conn)) setImmediate(() => setImmediate(() => burst.release(conn)));
+      }
       return packet;
     },
   });
@@ -329,7 +340,10 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   aedes.on('connectionError', (client, e) => log.debug({ clientId: client.id, err: e.message }, 'connection error'));
   aedes.on('clientDisconnect', (client) => release(client));
   // The handshake is over (accepted or refused): the connection no longer counts as pending.
-  aedes.on('connackSent', (_packet, client) => gate.done(client.conn as Duplex));
+  aedes.on('connackSent', (packet, client) => {
+    gate.done(client.conn as Duplex);
+    if (packet.returnCode === 0 && principalOf(client)?.kind === 'device') burst.hold(client.conn as Corkable);
+  });
   await aedes.listen();
 
   let rateRefused = 0;
@@ -385,6 +399,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const closeAll = async () => {
     closing = true;
     gate.close();
+    burst.close();
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
     await Promise.all(listeners.map((l) => l.close()));
     await persistence.destroy();
