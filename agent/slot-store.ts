@@ -99,7 +99,10 @@ export interface SlotStore {
   /** The stored payload bytes of `slot`, in order (a copy; empty when nothing is stored). */
   readPayload(slot: SlotName): Uint8Array;
 
-  /** The stored payload of `slot` chunk by chunk, in order: hashing a large payload without one big buffer. */
+  /**
+   * The stored payload of `slot` piece by piece, in order: hashing a large payload without one big
+   * buffer. The pieces are not empty; their sizes need not be those of the appended chunks.
+   */
   chunks(slot: SlotName): Iterable<Uint8Array>;
 
   /**

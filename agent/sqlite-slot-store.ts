@@ -1,5 +1,7 @@
 /**
- * The gateway's SlotStore: one SQLite file (better-sqlite3), WAL, `synchronous=FULL`.
+ * The gateway's SlotStore: one SQLite file (better-sqlite3), WAL, `synchronous=FULL`, for the
+ * slots' metadata and the boot record, plus one payload file per slot beside it
+ * (`<store>.slot-A.payload`, `<store>.slot-B.payload`).
  *
  * Durability: in WAL mode better-sqlite3 (like SQLite's default build) runs with
  * synchronous=NORMAL, where the last commits before a power loss may roll back — a switch that
@@ -7,26 +9,38 @@
  * pragma.html#pragma_synchronous); both pragmas are set and read back at open, and the store
  * refuses to open (FG_STORE_DURABILITY) if either did not take.
  *
- * Payload: one row per chunk, in a rowid table keyed by (slot, offset). Appending a chunk is an
- * INSERT of that chunk plus an UPDATE of the slot's `stored` count in one transaction, so after a
- * crash the count is exactly the bytes that survive and the download resumes from it. (Appending
- * to one growing BLOB would rewrite the whole row on every chunk: O(n^2) bytes written.)
+ * Payload: the bytes go to the slot's file at their offset; the slot row's `stored` counts the
+ * bytes that are there, and is advanced in the same SQLite transaction, after the file write has
+ * returned. SQLite wrote every 4 KiB page of a payload twice (WAL, then checkpoint), two syscalls
+ * and a copy each, serial with receiving: most of a download's device CPU (docs/benchmarks.md
+ * "chunk-transfer"). A file takes one `pwrite` per chunk. The rules that keep the pair consistent:
+ * - the file is never shorter than `stored` while the process runs; a failed chunk (a full disk,
+ *   a failed count update) truncates the file back to `stored` — nothing half-written is kept;
+ * - emptying a slot (`beginDownload`, `clearSlot`) commits the row first and truncates the file
+ *   after: a crash in between leaves bytes past `stored`, never a count without its bytes;
+ * - at open, every file is cut to its slot's `stored` (a crash between a file write and its count,
+ *   or before a truncation); a file SHORTER than `stored` can only follow a power loss (below),
+ *   and a downloading slot then resumes from the file's length;
+ * - `markStaged` fdatasyncs the file before its FULL commit: a staged, active, good or bad slot's
+ *   bytes are on disk.
  *
- * Chunk appends alone commit with synchronous=NORMAL (no fsync; docs/benchmarks.md
- * "chunk-transfer": one fsync per 64 KiB chunk was most of a download's time). That gives up
- * nothing the store promises: in WAL mode a NORMAL commit is still atomic, and survives a crash of
- * the process (the frames are in the OS's cache); only a power loss or OS crash can roll back the
- * last such commits, and then whole transactions, oldest kept — `stored` still counts exactly the
- * chunks that survive and the download resumes from there. WAL frames are synced in order, so the
- * next FULL commit (the machine state, `markStaged`, the switch) makes every earlier chunk durable
- * too: nothing that depends on a chunk can survive a power loss that the chunk did not. The
- * payload is verified by its SHA-256 before `markStaged` in any case.
+ * Chunk appends commit with synchronous=NORMAL and do not sync the file (one fsync per chunk was
+ * most of a download's time). A process crash loses nothing (the bytes and the count are in the
+ * OS's cache). A power loss or OS crash may lose the last chunks and, independently, the last
+ * count updates: `stored` then goes back (whole transactions) or the file comes back shorter
+ * (handled at open) — or, on a file system that does not order data before size, holding
+ * zeros. The download resumes from what is left; the payload's SHA-256 is checked before
+ * `markStaged`, so a damaged prefix fails verification (the update is abandoned and retried)
+ * and is never staged. A power cut cannot damage a staged slot: its file was synced before the
+ * commit that staged it.
  */
 import Database from 'better-sqlite3';
-import type { SlotName, SlotState } from '../protocol/messages.js';
+import { LIMITS, type SlotName, type SlotState } from '../protocol/messages.js';
 import { err, FleetgateError } from '../protocol/result.js';
+import { migrateChunkTable, NODE_PAYLOAD_IO, PayloadFiles, type PayloadIo } from './slot-payload-files.js';
 import {
   type BootRow,
+  emptySlot,
   FRESH_BOOT,
   planAppendChunk,
   planBeginDownload,
@@ -41,13 +55,17 @@ import {
   toBootRecord,
   type Write,
 } from './slot-rules.js';
-import type { BootRecord, SlotInfo, SlotStore, SlotTarget } from './slot-store.js';
+import { type BootRecord, SLOT_NAMES, type SlotInfo, type SlotStore, type SlotTarget } from './slot-store.js';
 import type { MachineState } from './update-types.js';
 
-const SCHEMA_VERSION = 1;
+/** 2: the payload moved from the `chunk` table to a file per slot (a version 1 store is migrated at open). */
+const SCHEMA_VERSION = 2;
 
-/** SQLite's default: a commit that leaves the WAL longer than this many pages checkpoints it. */
-const WAL_AUTOCHECKPOINT_PAGES = 1000;
+export { NODE_PAYLOAD_IO, type PayloadIo, payloadPath } from './slot-payload-files.js';
+
+export interface SqliteSlotStoreOptions {
+  readonly io?: PayloadIo;
+}
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS slot (
@@ -58,12 +76,6 @@ CREATE TABLE IF NOT EXISTS slot (
   size INTEGER,
   stored INTEGER NOT NULL DEFAULT 0 CHECK (stored >= 0),
   generation INTEGER
-);
-CREATE TABLE IF NOT EXISTS chunk (
-  slot TEXT NOT NULL REFERENCES slot(name),
-  offset INTEGER NOT NULL,
-  bytes BLOB NOT NULL,
-  PRIMARY KEY (slot, offset)
 );
 CREATE TABLE IF NOT EXISTS boot (
   id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -120,17 +132,37 @@ function toBoot(r: BootDbRow): BootRow {
   };
 }
 
+function ioMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 export class SqliteSlotStore implements SlotStore {
   /** The open database: for diagnostics and fault-injection tests only. */
   readonly db: Database.Database;
   private readonly stmt;
+  private readonly files: PayloadFiles;
+  /** Plans and applies one operation; returns the slots whose files to empty once it committed. */
+  private readonly apply: Database.Transaction<(plan: (rows: StoreRows) => Write[]) => SlotName[]>;
+  /** The slot rows the current transaction's plan read (see `writeNow`). */
+  private seen: Partial<Record<SlotName, SlotInfo>> = {};
 
-  /** Opens (creating if needed) the store at `path`. Throws FG_STORE_DURABILITY or FG_STORE_CORRUPT. */
-  constructor(readonly path: string) {
+  /**
+   * Opens (creating if needed) the store at `path` and its payload files, and brings each file
+   * to its slot's `stored` count (see the file comment). Throws FG_STORE_DURABILITY or FG_STORE_CORRUPT.
+   */
+  constructor(
+    readonly path: string,
+    opts: SqliteSlotStoreOptions = {},
+  ) {
     this.db = new Database(path);
+    let files: PayloadFiles | undefined;
     try {
       this.configure();
+      files = new PayloadFiles(path, opts.io ?? NODE_PAYLOAD_IO);
+      this.files = files;
+      migrateChunkTable(this.db, files, SCHEMA_VERSION);
     } catch (e) {
+      files?.close();
       this.db.close();
       throw e;
     }
@@ -142,14 +174,12 @@ export class SqliteSlotStore implements SlotStore {
       boot: db.prepare<[], BootDbRow>(
         'SELECT active, previous, trial, agent_starts, runtime_starts, generation, machine FROM boot WHERE id = 1',
       ),
-      chunks: db.prepare<[SlotName], { bytes: Buffer }>('SELECT bytes FROM chunk WHERE slot = ? ORDER BY offset'),
       bad: db.prepare<[string], { generation: number }>('SELECT generation FROM bad WHERE snapshot = ?'),
       putSlot: db.prepare(
         `UPDATE slot SET snapshot = @snapshot, manifest = @manifest, state = @state, size = @size,
          stored = @stored, generation = @generation WHERE name = @name`,
       ),
-      putChunk: db.prepare('INSERT INTO chunk (slot, offset, bytes) VALUES (?, ?, ?)'),
-      clearChunks: db.prepare('DELETE FROM chunk WHERE slot = ?'),
+      putStored: db.prepare<[number, SlotName]>('UPDATE slot SET stored = ? WHERE name = ?'),
       putBoot: db.prepare(
         `UPDATE boot SET active = @active, previous = @previous, trial = @trial, agent_starts = @agentStarts,
          runtime_starts = @runtimeStarts, generation = @generation, machine = @machine WHERE id = 1`,
@@ -159,6 +189,22 @@ export class SqliteSlotStore implements SlotStore {
          ON CONFLICT (snapshot) DO UPDATE SET generation = max(generation, excluded.generation)`,
       ),
     };
+    // Made once: better-sqlite3 builds a transaction wrapper with several closures (an append
+    // runs once per chunk).
+    this.apply = db.transaction((plan: (rows: StoreRows) => Write[]) => {
+      const empty: SlotName[] = [];
+      for (const w of plan(this.rows())) {
+        if (w.kind === 'clear-chunks') empty.push(w.slot);
+        else this.writeNow(w);
+      }
+      return empty;
+    });
+    try {
+      this.reconcile();
+    } catch (e) {
+      this.close();
+      throw e;
+    }
   }
 
   private configure(): void {
@@ -175,10 +221,41 @@ export class SqliteSlotStore implements SlotStore {
     if (version > SCHEMA_VERSION) {
       throw FleetgateError.of('FG_STORE_CORRUPT', `schema version ${version} is newer than ${SCHEMA_VERSION}`);
     }
+    // A version 1 store keeps its `chunk` table (and user_version 1) until migrateChunkTable.
     db.transaction(() => {
       db.exec(SCHEMA);
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
+  }
+
+  /** Brings each payload file to its slot's count (see the file comment), before any other call. */
+  private reconcile(): void {
+    const rows = this.rows();
+    for (const s of SLOT_NAMES) {
+      const slot = rows.slots[s];
+      const length = this.files.length(s);
+      if (length > slot.stored) {
+        this.files.truncate(s, slot.stored);
+        continue;
+      }
+      if (length === slot.stored) continue;
+      // Shorter: only a power loss during a download (or a hand outside the agent) does this.
+      if (slot.state === 'downloading') {
+        this.writeNow({ kind: 'slot', row: { ...slot, stored: length } });
+        continue;
+      }
+      // Any other state was synced before the commit that staged it: its bytes are missing only
+      // if the disk lost synced data. The running slot and the rollback target cannot be repaired
+      // here; any other slot is emptied, so nothing incomplete is ever switched to.
+      if (rows.boot.active === s || (rows.boot.trial && rows.boot.previous === s)) {
+        throw FleetgateError.of(
+          'FG_STORE_CORRUPT',
+          `slot ${s} (${slot.state}) records ${slot.stored} bytes, its payload file holds ${length}`,
+        );
+      }
+      this.writeNow({ kind: 'slot', row: emptySlot(s) });
+      this.files.truncate(s, 0);
+    }
   }
 
   /** `PRAGMA integrity_check`: 'ok' for a sound file. */
@@ -214,11 +291,8 @@ export class SqliteSlotStore implements SlotStore {
     let stored = 0;
     this.guard();
     // NORMAL for this one commit only (see the file comment); FULL is back before anything else
-    // runs. Not prepared statements: SQLite applies these pragmas when it compiles them, not on
-    // each run. No automatic checkpoint inside a download either: it would fsync the WAL and the
-    // database file in the middle of it (~20 ms for 4 MiB here); the next other commit runs it.
+    // runs. Not a prepared statement: SQLite applies the pragma when it compiles it, not on each run.
     this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('wal_autocheckpoint = 0');
     try {
       this.tx((rows) => {
         const writes = planAppendChunk(rows, slot, offset, bytes);
@@ -227,23 +301,35 @@ export class SqliteSlotStore implements SlotStore {
       });
     } finally {
       this.db.pragma('synchronous = FULL');
-      this.db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
     }
     return stored;
   }
 
   readPayload(slot: SlotName): Uint8Array {
-    this.guard();
-    const parts = this.stmt.chunks.all(slot).map((r) => r.bytes);
-    return new Uint8Array(Buffer.concat(parts));
+    const stored = this.slot(slot).stored;
+    const out = new Uint8Array(stored);
+    this.files.read(slot, out, 0);
+    return out;
   }
 
   *chunks(slot: SlotName): Iterable<Uint8Array> {
-    this.guard();
-    for (const r of this.stmt.chunks.iterate(slot)) yield new Uint8Array(r.bytes);
+    const stored = this.slot(slot).stored;
+    for (let at = 0; at < stored; ) {
+      const piece = new Uint8Array(Math.min(LIMITS.maxChunk, stored - at));
+      this.files.read(slot, piece, at);
+      at += piece.byteLength;
+      yield piece;
+    }
   }
 
   markStaged(slot: SlotName): void {
+    this.guard();
+    // The bytes reach the disk before the commit that says they are complete (file comment).
+    try {
+      this.files.sync(slot);
+    } catch (e) {
+      throw new FleetgateError(err('FG_STORAGE_WRITE', `sync slot ${slot}: ${ioMessage(e)}`).error, { cause: e });
+    }
     this.tx((rows) => planMarkStaged(rows, slot));
   }
 
@@ -281,7 +367,9 @@ export class SqliteSlotStore implements SlotStore {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    this.db.close();
+    this.files.close();
   }
 
   private count(which: 'agentStarts' | 'runtimeStarts'): number {
@@ -304,38 +392,96 @@ export class SqliteSlotStore implements SlotStore {
     return r ? toBoot(r) : FRESH_BOOT;
   }
 
+  /**
+   * The rows a plan reads, each read when the plan first asks for it (an append reads one slot
+   * row, not three rows: it runs once per chunk).
+   */
   private rows(): StoreRows {
-    return { slots: { A: this.slot('A'), B: this.slot('B') }, boot: this.bootRow() };
+    const read = <T>(get: () => T): (() => T) => {
+      let v: { value: T } | undefined;
+      return () => {
+        v ??= { value: get() };
+        return v.value;
+      };
+    };
+    const seen: Partial<Record<SlotName, SlotInfo>> = {};
+    this.seen = seen;
+    const a = read(() => (seen.A = this.slot('A')));
+    const b = read(() => (seen.B = this.slot('B')));
+    const boot = read(() => this.bootRow());
+    return {
+      slots: {
+        get A() {
+          return a();
+        },
+        get B() {
+          return b();
+        },
+      },
+      get boot() {
+        return boot();
+      },
+    };
   }
 
   /**
    * Reads, plans and writes inside one IMMEDIATE transaction (the write lock is taken before the
-   * read, so nothing changes between plan and write). A refusal from the plan or any SQLite error
-   * rolls everything back; SQLite errors surface as FG_STORAGE_WRITE.
+   * read, so nothing changes between plan and write). A refusal from the plan or any SQLite or
+   * file error rolls everything back — a payload file written in it is cut back to its slot's
+   * count — and storage errors surface as FG_STORAGE_WRITE. Payload files are emptied only after
+   * the commit (the file comment says why).
    */
   private tx(plan: (rows: StoreRows) => Write[]): void {
     this.guard();
-    const run = this.db.transaction(() => {
-      for (const w of plan(this.rows())) this.write(w);
-    });
+    let empty: SlotName[];
     try {
-      run.immediate();
+      empty = this.apply.immediate(plan);
     } catch (e) {
+      this.cutBack();
       if (e instanceof FleetgateError) throw e;
-      throw new FleetgateError(err('FG_STORAGE_WRITE', e instanceof Error ? e.message : String(e)).error, { cause: e });
+      throw new FleetgateError(err('FG_STORAGE_WRITE', ioMessage(e)).error, { cause: e });
+    }
+    // The slot is empty in the store; if a cut fails, the stale bytes past `stored` are never
+    // read and are cut at the next open.
+    for (const s of empty) this.files.cutTo(s, 0);
+  }
+
+  /** After a rolled-back transaction: each file back to its slot's count, as if the write never ran. */
+  private cutBack(): void {
+    for (const s of SLOT_NAMES) {
+      let stored: number;
+      try {
+        stored = this.slot(s).stored;
+      } catch {
+        continue; // cut at the next open
+      }
+      this.files.cutTo(s, stored);
     }
   }
 
-  private write(w: Write): void {
+  private writeNow(w: Exclude<Write, { kind: 'clear-chunks' }>): void {
     switch (w.kind) {
-      case 'slot':
-        this.stmt.putSlot.run({ ...w.row, manifest: w.row.manifest === null ? null : Buffer.from(w.row.manifest) });
+      case 'slot': {
+        // A row that differs from the one the plan read only in `stored` (an append: once per
+        // chunk) updates that one column, without binding the manifest again.
+        const was = this.seen[w.row.name];
+        if (
+          was &&
+          was.manifest === w.row.manifest &&
+          was.snapshot === w.row.snapshot &&
+          was.state === w.row.state &&
+          was.size === w.row.size &&
+          was.generation === w.row.generation
+        ) {
+          this.stmt.putStored.run(w.row.stored, w.row.name);
+        } else {
+          this.stmt.putSlot.run({ ...w.row, manifest: w.row.manifest === null ? null : Buffer.from(w.row.manifest) });
+        }
+        this.seen[w.row.name] = w.row;
         return;
+      }
       case 'chunk':
-        this.stmt.putChunk.run(w.slot, w.offset, Buffer.from(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength));
-        return;
-      case 'clear-chunks':
-        this.stmt.clearChunks.run(w.slot);
+        this.files.write(w.slot, w.bytes, w.offset);
         return;
       case 'boot':
         this.stmt.putBoot.run({ ...w.row, trial: w.row.trial ? 1 : 0 });

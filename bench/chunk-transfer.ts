@@ -27,8 +27,15 @@ export interface ChunkTransferResult {
   readonly rawMs: number[];
   /** The payload as QoS 1 messages of the downloader's chunk size, all published at once, ms per repeat. */
   readonly rawPiecesMs: number[];
-  /** CPU ms per download into the slot store: device process, manager + broker process. */
-  readonly cpu: { readonly device: number[]; readonly manager: number[]; readonly deviceMemory: number[] };
+  /** CPU ms per download into the slot store: device process, manager + broker process; `sink`: inside appendChunk. */
+  readonly cpu: {
+    readonly device: number[];
+    readonly manager: number[];
+    readonly deviceMemory: number[];
+    readonly sink: number[];
+  };
+  /** markStaged after each download into the store (fdatasync + FULL commit), wall ms. */
+  readonly stageMs: number[];
   /** The same for the raw one-message publish: subscriber process, publisher + broker process. */
   readonly rawCpu: { readonly device: number[]; readonly manager: number[] };
   /** Resumed download: chunks served in total, chunks the payload has, re-sent = the difference. */
@@ -43,6 +50,10 @@ interface Downloaded {
   cpuMs: number;
   cut: boolean;
   disconnects: number;
+  /** CPU time inside `SqliteSlotStore.appendChunk` (the payload file write and the count's commit). */
+  sinkCpuMs: number;
+  /** `markStaged` after the download (fdatasync of the payload file + a FULL commit), wall ms. */
+  stageMs: number;
 }
 
 export async function measureChunkTransfer(opts: {
@@ -89,7 +100,13 @@ export async function measureChunkTransfer(opts: {
 
     const chunkedMs: number[] = [];
     const chunkedMemoryMs: number[] = [];
-    const cpu = { device: [] as number[], manager: [] as number[], deviceMemory: [] as number[] };
+    const cpu = {
+      device: [] as number[],
+      manager: [] as number[],
+      deviceMemory: [] as number[],
+      sink: [] as number[],
+    };
+    const stageMs: number[] = [];
     for (let i = 0; i < opts.repeats + 1; i++) {
       await refill();
       const c0 = process.cpuUsage();
@@ -102,6 +119,8 @@ export async function measureChunkTransfer(opts: {
       chunkedMemoryMs.push(mem.ms);
       cpu.device.push(st.cpuMs);
       cpu.deviceMemory.push(mem.cpuMs);
+      cpu.sink.push(st.sinkCpuMs);
+      stageMs.push(st.stageMs);
       cpu.manager.push((c.user + c.system) / 1000);
     }
 
@@ -161,6 +180,7 @@ export async function measureChunkTransfer(opts: {
       rawMs,
       rawPiecesMs,
       cpu,
+      stageMs,
       rawCpu,
       resume: { served, chunks, resent: served - chunks },
     };
@@ -209,6 +229,12 @@ export function chunkTransferFigures(r: ChunkTransferResult): Figure[] {
       value: stats(r.cpu.device).median,
       unit: 'ms',
       note: `manager + broker process ${stats(r.cpu.manager).median.toFixed(1)} ms; device into memory ${stats(r.cpu.deviceMemory).median.toFixed(1)} ms`,
+    },
+    {
+      name: 'device CPU in the slot store per download: appendChunk x chunks (median)',
+      value: stats(r.cpu.sink).median,
+      unit: 'ms',
+      note: `then markStaged (fdatasync + FULL commit) ${stats(r.stageMs).median.toFixed(1)} ms wall`,
     },
     {
       name: 'CPU per raw one-message publish: subscriber / publisher + broker (median)',

@@ -21,7 +21,7 @@
  */
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { SqliteSlotStore } from '../agent/sqlite-slot-store.js';
+import { payloadPath, SqliteSlotStore } from '../agent/sqlite-slot-store.js';
 import { UpdateRunner } from '../agent/update-runner.js';
 
 const dir = process.env.FLEETGATE_TAP_DIR;
@@ -97,6 +97,11 @@ if (dir) {
         const db = this.path;
         copyFileSync(db, join(img, basename(db)));
         if (existsSync(`${db}-wal`)) copyFileSync(`${db}-wal`, join(img, `${basename(db)}-wal`));
+        // The payload files as the process left them: at least every byte the db counts.
+        for (const slot of ['A', 'B'] as const) {
+          const f = payloadPath(db, slot);
+          if (existsSync(f)) copyFileSync(f, join(img, basename(f)));
+        }
         writeFileSync(join(img, 'op.json'), JSON.stringify({ n, op: name, phase }));
       }
       if (hit('after', a, chunk, at)) die(n, name, phase, 'after');

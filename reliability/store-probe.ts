@@ -1,14 +1,15 @@
 /**
  * Reads an agent's slot store from outside, as an operator would after a crash: a copy of the db
- * and its WAL (so the probe never writes the agent's files), `PRAGMA integrity_check`, the boot
+ * and its WAL (so the probe never writes the agent's files) and the slots' payload files, `PRAGMA integrity_check`, the boot
  * record and both slots, and whether the active slot could run: its manifest verifies with the
  * release key and its stored bytes hash to the signed digest.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { payloadPath } from '../agent/sqlite-slot-store.js';
 import type { TrustStore } from '../protocol/keys.js';
 import { openManifest } from '../protocol/manifest.js';
 
@@ -66,7 +67,6 @@ export function probeStore(dbPath: string, release: TrustStore, opts: { live?: b
         machine: string | null;
       };
       const rows = db.prepare('SELECT name, snapshot, manifest, state, size, stored FROM slot').all() as SlotRow[];
-      const chunks = db.prepare('SELECT bytes FROM chunk WHERE slot = ? ORDER BY offset');
       const slot = (name: 'A' | 'B'): SlotProbe => {
         const r = rows.find((x) => x.name === name);
         if (!r) return { snapshot: null, state: 'missing', size: null, stored: 0, runnable: false, why: 'no row' };
@@ -75,12 +75,12 @@ export function probeStore(dbPath: string, release: TrustStore, opts: { live?: b
         const m = openManifest(new Uint8Array(r.manifest), release);
         if (!m.ok) return { ...base, runnable: false, why: m.error.code };
         if (m.value.id !== r.snapshot) return { ...base, runnable: false, why: 'manifest is not the named snapshot' };
-        const h = createHash('sha256');
-        let n = 0;
-        for (const c of chunks.iterate(name) as Iterable<{ bytes: Buffer }>) {
-          h.update(c.bytes);
-          n += c.bytes.byteLength;
-        }
+        // The payload file beside the db; the slot holds its first `stored` bytes (the store cuts
+        // anything past them at open). Read in place: the probe writes nothing.
+        const file = payloadPath(dbPath, name);
+        const payload = existsSync(file) ? readFileSync(file).subarray(0, r.stored) : Buffer.alloc(0);
+        const h = createHash('sha256').update(payload);
+        const n = payload.byteLength;
         if (n !== m.value.manifest.size || n !== r.stored)
           return { ...base, runnable: false, why: `stored ${n} bytes, signed ${m.value.manifest.size}` };
         if (h.digest('hex') !== Buffer.from(m.value.manifest.sha256).toString('hex'))

@@ -142,7 +142,8 @@ export function slotStoreContract(name: string, factory: ContractFactory): void 
         expect(s.readPayload('B')).toEqual(payload.subarray(0, 20));
         expect(s.appendChunk('B', 20, payload.subarray(20))).toBe(23);
         expect(s.readPayload('B')).toEqual(payload);
-        expect([...s.chunks('B')].map((c) => c.byteLength)).toEqual([10, 10, 3]);
+        // Pieces in order; their sizes are the store's (the SQLite store reads its file in pieces).
+        expect([...s.chunks('B')].every((c) => c.byteLength > 0)).toBe(true);
         expect(Buffer.concat([...s.chunks('B')])).toEqual(Buffer.from(payload));
       });
 
@@ -436,6 +437,18 @@ export function slotStoreContract(name: string, factory: ContractFactory): void 
         expect(code(() => s.appendChunk('B', 4, bytes(4, 0)))).toBe('FG_STORAGE_WRITE');
         expect(dump(s)).toEqual(before);
         subject.healWrites();
+        expect(s.appendChunk('B', 4, bytes(6, 0))).toBe(10);
+      });
+
+      it('a chunk that cannot be written (a full disk) changes nothing, and the download resumes', () => {
+        s.beginDownload('B', { snapshot: X, manifest: MANIFEST, size: 10, generation: 1 });
+        s.appendChunk('B', 0, bytes(4, 0));
+        const before = dump(s);
+        subject.failWrites('chunk');
+        expect(code(() => s.appendChunk('B', 4, bytes(4, 0)))).toBe('FG_STORAGE_WRITE');
+        expect(dump(s)).toEqual(before);
+        subject.healWrites();
+        expect(dump(reopen())).toEqual(before);
         expect(s.appendChunk('B', 4, bytes(6, 0))).toBe(10);
       });
 

@@ -2,12 +2,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SqliteSlotStore } from '../../agent/sqlite-slot-store.js';
+import { NODE_PAYLOAD_IO, type PayloadIo, SqliteSlotStore } from '../../agent/sqlite-slot-store.js';
 import { FleetgateError } from '../../protocol/result.js';
 import { type ContractSubject, type FaultTable, slotStoreContract } from './slot-store-contract.js';
 
-/** Temp triggers make every write to a table fail, as a full disk would, from inside the transaction. */
+/**
+ * Temp triggers make every write to a table fail, as a full disk would, from inside the
+ * transaction; 'chunk' is the payload file (agent/sqlite-slot-store.ts), failed through its I/O.
+ */
 function injectFault(store: SqliteSlotStore, table: FaultTable): void {
+  if (table === 'chunk') {
+    diskFull = true;
+    return;
+  }
   for (const op of ['INSERT', 'UPDATE', 'DELETE']) {
     store.db.exec(
       `CREATE TEMP TRIGGER IF NOT EXISTS fault_${table}_${op} BEFORE ${op} ON main.${table}
@@ -16,7 +23,17 @@ function injectFault(store: SqliteSlotStore, table: FaultTable): void {
   }
 }
 
+let diskFull = false;
+const io: PayloadIo = {
+  ...NODE_PAYLOAD_IO,
+  write: (...a) => {
+    if (diskFull) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    return NODE_PAYLOAD_IO.write(...a);
+  },
+};
+
 function healFaults(store: SqliteSlotStore): void {
+  diskFull = false;
   const triggers = store.db
     .prepare<[], { name: string }>("SELECT name FROM temp.sqlite_master WHERE type = 'trigger' AND name LIKE 'fault_%'")
     .all();
@@ -26,12 +43,12 @@ function healFaults(store: SqliteSlotStore): void {
 slotStoreContract('sqlite', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fg-slot-store-'));
   const path = join(dir, 'slots.db');
-  let store = new SqliteSlotStore(path);
+  let store = new SqliteSlotStore(path, { io });
   const subject: ContractSubject = {
     store,
     reopen() {
       store.close();
-      store = new SqliteSlotStore(path);
+      store = new SqliteSlotStore(path, { io });
       subject.store = store;
       return store;
     },
