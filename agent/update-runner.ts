@@ -39,6 +39,11 @@ export interface UpdateRunnerOptions {
   readonly trialGraceMs?: number;
   /** A runtime start or stop that takes longer is a failure (FG_RUNTIME_HUNG). */
   readonly runtimeTimeoutMs?: number;
+  /**
+   * Download progress reaches the machine (a saved state and a report) per tenth of the payload
+   * and at most this often (default 1000 ms); the completion always does.
+   */
+  readonly progressIntervalMs?: number;
 }
 
 type Thunk = () => MachineEvent;
@@ -61,6 +66,7 @@ export class UpdateRunner {
   private readonly sessionOf: () => number;
   private readonly trialGraceMs: number;
   private readonly runtimeTimeoutMs: number;
+  private readonly progressIntervalMs: number;
 
   constructor(private readonly o: UpdateRunnerOptions) {
     this.log = o.logger;
@@ -68,6 +74,7 @@ export class UpdateRunner {
     this.sessionOf = typeof session === 'function' ? session : () => session;
     this.trialGraceMs = o.trialGraceMs ?? 30_000;
     this.runtimeTimeoutMs = o.runtimeTimeoutMs ?? 60_000;
+    this.progressIntervalMs = o.progressIntervalMs ?? 1000;
   }
 
   /** The current (saved) machine state. */
@@ -353,15 +360,23 @@ export class UpdateRunner {
   private startDownload(slot: SlotName, snapshot: string, size: number, offset: number): void {
     const token = ++this.downloadToken;
     const current = () => token === this.downloadToken && !this.halted;
-    // The machine hears of progress once per tenth of the payload, not per chunk: each event it
-    // acts on is a saved state (a synchronous=FULL commit, an fsync), and the chunks themselves
-    // are stored durably enough to resume from (agent/sqlite-slot-store.ts).
+    // The machine hears of progress once per tenth of the payload, not per chunk, and at most once
+    // per progressIntervalMs: each event it acts on is a saved state (a synchronous=FULL commit, an
+    // fsync) and a report, and the chunks themselves are stored durably enough to resume from
+    // (agent/sqlite-slot-store.ts). A fast download (a small payload on a LAN) reports its start
+    // and its end, not each tenth a few milliseconds apart.
     const tenth = (n: number) => Math.floor((n * 10) / Math.max(1, size));
     let told = tenth(offset);
+    let toldAt = this.o.clock.now();
     const sink = (at: number, bytes: Uint8Array) => {
       if (!current()) throw new Error('download superseded');
       const stored = this.o.store.appendChunk(slot, at, bytes);
-      if (tenth(stored) === told && stored !== size) return;
+      if (stored !== size) {
+        if (tenth(stored) === told) return;
+        const now = this.o.clock.now();
+        if (now - toldAt < this.progressIntervalMs) return;
+        toldAt = now;
+      }
       told = tenth(stored);
       void this.push(() => ({ type: 'chunk-stored', stored }));
     };

@@ -11,6 +11,10 @@ import { createHash } from 'node:crypto';
 import { type MemorySlotBacking, MemorySlotStore } from '../agent/memory-slot-store.js';
 import type { SlotName } from '../protocol/messages.js';
 
+function bytesOf(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
 /** Content-addressed chunk buffers shared by every device of a fleet. */
 export class ChunkPool {
   private readonly chunks = new Map<string, Uint8Array>();
@@ -23,10 +27,23 @@ export class ChunkPool {
     return this.bytes;
   }
 
-  intern(chunk: Uint8Array): Uint8Array {
+  /**
+   * The shared buffer with `chunk`'s content (or `chunk` itself, now shared). `at` names where the
+   * chunk sits (snapshot and offset): equal chunks of many devices are then found by place and
+   * compared byte for byte, which costs a memcmp instead of a SHA-1 of every chunk; a chunk whose
+   * bytes differ from the one at its place (a corrupted download) falls back to its content hash.
+   */
+  intern(chunk: Uint8Array, at?: string): Uint8Array {
+    if (at !== undefined) {
+      const placed = this.chunks.get(`@${at}:${chunk.byteLength}`);
+      if (placed && bytesOf(placed).equals(bytesOf(chunk))) return placed;
+      if (!placed) return this.keep(`@${at}:${chunk.byteLength}`, chunk);
+    }
     const key = `${chunk.byteLength}:${createHash('sha1').update(chunk).digest('base64')}`;
-    const known = this.chunks.get(key);
-    if (known) return known;
+    return this.chunks.get(key) ?? this.keep(key, chunk);
+  }
+
+  private keep(key: string, chunk: Uint8Array): Uint8Array {
     if (this.bytes + chunk.byteLength > this.maxBytes) return chunk;
     this.chunks.set(key, chunk);
     this.bytes += chunk.byteLength;
@@ -70,7 +87,7 @@ export class SimSlotStore extends MemorySlotStore {
       // The store kept its own copy; swap it for the shared buffer of equal content.
       const list = this.backing.chunks[slot];
       const last = list[list.length - 1];
-      if (last) list[list.length - 1] = this.pool.intern(last);
+      if (last) list[list.length - 1] = this.pool.intern(last, snapshot === null ? undefined : `${snapshot}:${offset}`);
     }
     return stored;
   }

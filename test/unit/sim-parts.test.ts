@@ -153,6 +153,17 @@ describe('ChunkPool and flipBit', () => {
     expect(pool.intern(Uint8Array.from(big))).not.toBe(big); // over the bound: not kept
   });
 
+  it('by place: equal chunks at one place share a buffer; a corrupted one falls back to its content', () => {
+    const pool = new ChunkPool(100);
+    const a = pool.intern(Uint8Array.from([1, 2, 3]), 's:0');
+    expect(pool.intern(Uint8Array.from([1, 2, 3]), 's:0')).toBe(a);
+    const bad = pool.intern(Uint8Array.from([1, 2, 9]), 's:0'); // same place, other bytes
+    expect(bad).not.toBe(a);
+    expect(pool.intern(Uint8Array.from([1, 2, 9]), 's:0')).toBe(bad); // shared by content
+    expect(pool.intern(Uint8Array.from([1, 2, 3]), 's:3')).not.toBe(a); // another place
+    expect(pool.size).toBe(9);
+  });
+
   it('flips exactly one bit of a copy', () => {
     const original = new Uint8Array(64).fill(0xaa);
     let r = 0;

@@ -42,6 +42,8 @@ export class Device {
   session = 1;
   /** Bytes per chunk the fake chunk server sends. */
   chunkSize = 1000;
+  /** The runner's progressIntervalMs: 0 (every tenth) unless a case tests the pacing. */
+  progressIntervalMs = 0;
   crashes = 0;
   crashWhen: CrashPredicate | null = null;
   /** How many times `crashWhen` may fire (a predicate that limits itself may set Infinity). */
@@ -102,6 +104,7 @@ export class Device {
       session: () => this.session,
       trialGraceMs: 5000,
       runtimeTimeoutMs: 10_000,
+      progressIntervalMs: this.progressIntervalMs,
     });
     void this.runner.start();
     await this.settle();

@@ -574,6 +574,31 @@ describe('update runner: what it publishes', () => {
     }
   });
 
+  it('paces download progress: per tenth and at most once per progressIntervalMs', async () => {
+    for (const [msPerChunk, want] of [
+      [0, [0]], // a fast download: its start, then nothing until it ends
+      [150, [0, 700, 1400, 2100]], // a tenth every 750 ms: told every 1050 ms
+    ] as const) {
+      const d = new Device();
+      try {
+        d.chunkSize = 100;
+        d.progressIntervalMs = 1000;
+        d.storeFault = (m) => {
+          if (m === 'appendChunk') d.clock.t += msPerChunk;
+          return false;
+        };
+        await d.boot();
+        d.downloader.mode = { kind: 'hang', at: 2500 };
+        await d.send(X, 1);
+        expect(d.store.slot('B').stored).toBe(2500);
+        const progress = d.link.reported.filter((r) => r.phase === 'downloading').map((r) => r.progress?.bytes);
+        expect(progress).toEqual(want);
+      } finally {
+        d.cleanup();
+      }
+    }
+  });
+
   it('reports download progress in tenths, not per chunk', async () => {
     const d = new Device();
     try {
