@@ -5,49 +5,62 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
+// zod/mini: the agent's bundle keeps only what is used (docs/benchmarks.md "agent-rss").
+import * as z from 'zod/mini';
+import '../protocol/messages.js'; // sets zod's English messages
 import { type PublicKey, parsePublicKeyPem } from '../protocol/keys.js';
 import { FleetgateError } from '../protocol/result.js';
 import { DEFAULT_PREFIX, isValidDeviceId, isValidPrefix } from '../protocol/topics.js';
 
-const PEM = z.string().includes('BEGIN PUBLIC KEY', { message: 'expected an SPKI PEM public key' });
+const PEM = z.string().check(z.includes('BEGIN PUBLIC KEY', { message: 'expected an SPKI PEM public key' }));
+const TEXT = z.string().check(z.minLength(1));
+const LABEL = TEXT.check(z.maxLength(64));
+const POSITIVE_INT = z.int().check(z.positive());
+const POSITIVE = z.number().check(z.positive());
 
 export const AgentConfigSchema = z.strictObject({
-  device_id: z.string().refine(isValidDeviceId, 'device id: 1-64 of [A-Za-z0-9._-], starting with a letter or digit'),
-  site: z.string().min(1).max(128).optional(),
+  device_id: z
+    .string()
+    .check(z.refine(isValidDeviceId, 'device id: 1-64 of [A-Za-z0-9._-], starting with a letter or digit')),
+  site: z.optional(TEXT.check(z.maxLength(128))),
   broker: z.strictObject({
     url: z
       .string()
-      .regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'broker url must start with mqtt://, mqtts://, ws:// or wss://'),
-    username: z.string().min(1).optional(),
-    password: z.string().min(1).optional(),
-    ca: z.string().min(1).optional(),
-    cert: z.string().min(1).optional(),
-    key: z.string().min(1).optional(),
-    prefix: z.string().refine(isValidPrefix, 'topic prefix: levels without + or #').default(DEFAULT_PREFIX),
-    keepalive_s: z.number().int().min(5).max(3600).default(30),
+      .check(z.regex(/^(mqtts?|wss?|tcp|tls):\/\//, 'broker url must start with mqtt://, mqtts://, ws:// or wss://')),
+    username: z.optional(TEXT),
+    password: z.optional(TEXT),
+    ca: z.optional(TEXT),
+    cert: z.optional(TEXT),
+    key: z.optional(TEXT),
+    prefix: z._default(
+      z.string().check(z.refine(isValidPrefix, 'topic prefix: levels without + or #')),
+      DEFAULT_PREFIX,
+    ),
+    keepalive_s: z._default(z.int().check(z.minimum(5), z.maximum(3600)), 30),
   }),
   keys: z.strictObject({
-    release: z.array(PEM).min(1, 'at least one trusted release key'),
-    manager: z.array(PEM).min(1, 'at least one trusted manager key'),
+    release: z.array(PEM).check(z.minLength(1, 'at least one trusted release key')),
+    manager: z.array(PEM).check(z.minLength(1, 'at least one trusted manager key')),
   }),
-  data_dir: z.string().min(1).default('./agent-data'),
-  device: z
-    .strictObject({
-      hardware: z.string().min(1).max(64).default('generic'),
-      adapters: z.array(z.string().min(1).max(64)).default([]),
-    })
-    .default({ hardware: 'generic', adapters: [] }),
-  trial: z
-    .strictObject({
-      window_s: z.number().positive().default(60),
-      crash_loop_restarts: z.number().int().positive().default(3),
-      crash_loop_within_s: z.number().positive().default(60),
-      max_agent_starts: z.number().int().positive().default(3),
-    })
-    .default({ window_s: 60, crash_loop_restarts: 3, crash_loop_within_s: 60, max_agent_starts: 3 }),
-  telemetry_interval_s: z.number().positive().max(3600).default(10),
-  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  data_dir: z._default(TEXT, './agent-data'),
+  device: z._default(
+    z.strictObject({
+      hardware: z._default(LABEL, 'generic'),
+      adapters: z._default(z.array(LABEL), []),
+    }),
+    { hardware: 'generic', adapters: [] },
+  ),
+  trial: z._default(
+    z.strictObject({
+      window_s: z._default(POSITIVE, 60),
+      crash_loop_restarts: z._default(POSITIVE_INT, 3),
+      crash_loop_within_s: z._default(POSITIVE, 60),
+      max_agent_starts: z._default(POSITIVE_INT, 3),
+    }),
+    { window_s: 60, crash_loop_restarts: 3, crash_loop_within_s: 60, max_agent_starts: 3 },
+  ),
+  telemetry_interval_s: z._default(POSITIVE.check(z.maximum(3600)), 10),
+  log_level: z._default(z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info'),
 });
 
 export type AgentConfigInput = z.input<typeof AgentConfigSchema>;

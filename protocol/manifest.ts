@@ -5,7 +5,8 @@
  * so it names exactly what was signed. The files are bound by `size` + `sha256`; Ed25519 never
  * runs over the payload itself.
  */
-import { z } from 'zod';
+// zod/mini: the agent's bundle keeps only what is used (protocol/messages.ts sets the locale).
+import * as z from 'zod/mini';
 import { decodeCbor } from './cbor.js';
 import { encodeCanonical, normalizeInts } from './cbor-canonical.js';
 import { openCose, signCose } from './cose.js';
@@ -55,45 +56,39 @@ export interface OpenedManifest {
 
 /** No control characters: names and versions end up in logs, tables and file names. */
 const LABEL = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters');
-const SAFE_INT = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const ARG = z.string().max(4096);
+  z.string().check(z.minLength(1), z.maxLength(max), z.regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters'));
+const SAFE_INT = z.int().check(z.nonnegative(), z.maximum(Number.MAX_SAFE_INTEGER));
+const ARG = z.string().check(z.maxLength(4096));
+const COMMAND = z.string().check(z.minLength(1), z.maxLength(4096));
 const BYTES32 = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength === 32, 'expected 32 bytes');
 
 export const RunSpecSchema = z.strictObject({
-  command: z.string().min(1).max(4096),
-  args: z.array(ARG).max(256),
-  env: z.record(z.string().min(1).max(256), z.string().max(4096)),
+  command: COMMAND,
+  args: z.array(ARG).check(z.maxLength(256)),
+  env: z.record(z.string().check(z.minLength(1), z.maxLength(256)), z.string().check(z.maxLength(4096))),
   probe: z.strictObject({ type: z.literal('stdout') }),
 });
 export const AcceptanceSpecSchema = z.strictObject({
-  command: z.string().min(1).max(4096),
-  args: z.array(ARG).max(256),
-  timeout_s: z
-    .number()
-    .positive()
-    .max(24 * 3600),
+  command: COMMAND,
+  args: z.array(ARG).check(z.maxLength(256)),
+  timeout_s: z.number().check(z.positive(), z.maximum(24 * 3600)),
 });
 export const CompatibilitySchema = z.strictObject({
-  hardware: z.array(LABEL(64)).max(64),
-  adapters: z.array(LABEL(64)).max(64),
+  hardware: z.array(LABEL(64)).check(z.maxLength(64)),
+  adapters: z.array(LABEL(64)).check(z.maxLength(64)),
 });
 export const ManifestSchema = z.strictObject({
   v: z.literal(1),
   name: LABEL(128),
   version: LABEL(64),
-  seq: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  seq: z.int().check(z.positive(), z.maximum(Number.MAX_SAFE_INTEGER)),
   created: SAFE_INT,
   size: SAFE_INT,
   sha256: BYTES32,
   run: RunSpecSchema,
-  acceptance: AcceptanceSpecSchema.nullable(),
+  acceptance: z.nullable(AcceptanceSpecSchema),
   compat: CompatibilitySchema,
-  kid: z.string().regex(/^[0-9a-f]{16}$/, 'kid is 16 lowercase hex characters'),
+  kid: z.string().check(z.regex(/^[0-9a-f]{16}$/, 'kid is 16 lowercase hex characters')),
 });
 
 /** Validates a decoded manifest value; FG_MANIFEST_INVALID names the field path in `at`. */

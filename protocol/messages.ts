@@ -3,10 +3,15 @@
  * third-party tools as they are; signed and binary payloads are CBOR. Decoders return a Result,
  * never throw, and enforce a size limit before parsing.
  */
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import en from 'zod/v4/locales/en.js';
 import { decodeCbor, decodeJson, encodeCbor } from './cbor.js';
 import { FAILURE_CATEGORIES } from './errors.js';
 import { err, ok, type Result } from './result.js';
+
+// zod/mini (the functional API: only what is used ends up in the agent's bundle) carries no
+// locale: English messages, as the rest of the code base gets them from zod.
+z.config(en());
 
 export const LIMITS = {
   /** Any JSON observability message (state, reported, health, telemetry, events). */
@@ -22,10 +27,14 @@ export const LIMITS = {
   bundle: 256 * 1024 * 1024,
 } as const;
 
-export const SNAPSHOT_ID = z.string().regex(/^[0-9a-f]{64}$/, 'snapshot id is 64 lowercase hex characters');
-const DEVICE_ID = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'device id');
-const U = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const FINITE = z.number().finite();
+export const SNAPSHOT_ID = z.string().check(z.regex(/^[0-9a-f]{64}$/, 'snapshot id is 64 lowercase hex characters'));
+const DEVICE_ID = z.string().check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'device id'));
+const U = z.int().check(z.nonnegative(), z.maximum(Number.MAX_SAFE_INTEGER));
+/** Numbers are finite (zod 4 rejects NaN and the infinities). */
+const FINITE = z.number();
+const NONNEG = FINITE.check(z.nonnegative());
+const POSITIVE = FINITE.check(z.positive());
+const str = (max: number) => z.string().check(z.maxLength(max));
 const TS = U; // milliseconds since the epoch
 const BYTES = z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'expected a byte string');
 
@@ -51,10 +60,10 @@ export type SlotName = z.infer<typeof SlotName>;
 
 export const Failure = z.strictObject({
   category: z.enum(FAILURE_CATEGORIES),
-  code: z.string().max(64),
-  detail: z.string().max(2048),
-  snapshot: SNAPSHOT_ID.nullable().optional(),
-  generation: U.optional(),
+  code: str(64),
+  detail: str(2048),
+  snapshot: z.optional(z.nullable(SNAPSHOT_ID)),
+  generation: z.optional(U),
 });
 export type Failure = z.infer<typeof Failure>;
 
@@ -62,12 +71,12 @@ export type Failure = z.infer<typeof Failure>;
 export const StateMessage = z.object({
   status: z.enum(['online', 'lost']),
   session: U,
-  ts: TS.optional(),
-  agent: z.string().max(64).optional(),
+  ts: z.optional(TS),
+  agent: z.optional(str(64)),
 });
 export type StateMessage = z.infer<typeof StateMessage>;
 
-export const SlotReport = z.strictObject({ snapshot: SNAPSHOT_ID.nullable(), state: SlotState });
+export const SlotReport = z.strictObject({ snapshot: z.nullable(SNAPSHOT_ID), state: SlotState });
 export type SlotReport = z.infer<typeof SlotReport>;
 
 /** `{p}/devices/{id}/reported` */
@@ -76,10 +85,10 @@ export const ReportedMessage = z.object({
   active_slot: SlotName,
   slots: z.strictObject({ A: SlotReport, B: SlotReport }),
   phase: UpdatePhase,
-  target: SNAPSHOT_ID.nullable(),
-  rollout: z.string().max(128).nullable(),
-  progress: z.strictObject({ bytes: U, total: U }).nullable(),
-  last_failure: Failure.nullable(),
+  target: z.nullable(SNAPSHOT_ID),
+  rollout: z.nullable(str(128)),
+  progress: z.nullable(z.strictObject({ bytes: U, total: U })),
+  last_failure: z.nullable(Failure),
   session: U,
   ts: TS,
 });
@@ -92,8 +101,8 @@ export const HealthMessage = z.object({
   runtime_healthy: z.boolean(),
   adapter_connected: z.boolean(),
   restarts: U,
-  uptime: FINITE.nonnegative(),
-  snapshot: SNAPSHOT_ID.nullable(),
+  uptime: NONNEG,
+  snapshot: z.nullable(SNAPSHOT_ID),
   ts: TS,
 });
 export type HealthMessage = z.infer<typeof HealthMessage>;
@@ -102,13 +111,13 @@ export type HealthMessage = z.infer<typeof HealthMessage>;
 export const TelemetryMessage = z.object({
   seq: U,
   session: U,
-  gap: FINITE.nonnegative(),
+  gap: NONNEG,
   drops: U,
-  rate: FINITE.nonnegative(),
-  kpi: z.record(z.string().max(64), FINITE),
-  protocol_errors: U.optional(),
-  window: FINITE.positive(),
-  snapshot: SNAPSHOT_ID.nullable(),
+  rate: NONNEG,
+  kpi: z.record(str(64), FINITE),
+  protocol_errors: z.optional(U),
+  window: POSITIVE,
+  snapshot: z.nullable(SNAPSHOT_ID),
   ts: TS,
 });
 export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
@@ -119,12 +128,12 @@ export const EventMessage = z.object({
   seq: U,
   ts: TS,
   generation: U,
-  rollout: z.string().max(128).nullable(),
-  snapshot: SNAPSHOT_ID.nullable(),
+  rollout: z.nullable(str(128)),
+  snapshot: z.nullable(SNAPSHOT_ID),
   from: UpdatePhase,
   to: UpdatePhase,
-  failure: Failure.nullable(),
-  detail: z.string().max(2048).optional(),
+  failure: z.nullable(Failure),
+  detail: z.optional(str(2048)),
 });
 export type EventMessage = z.infer<typeof EventMessage>;
 
@@ -132,7 +141,7 @@ export type EventMessage = z.infer<typeof EventMessage>;
 export const FetchMessage = z.strictObject({
   snapshot: SNAPSHOT_ID,
   offset: U,
-  length: z.number().int().positive().max(LIMITS.maxChunk),
+  length: z.int().check(z.positive(), z.maximum(LIMITS.maxChunk)),
 });
 export type FetchMessage = z.infer<typeof FetchMessage>;
 
@@ -142,20 +151,20 @@ export const ChunkMessage = z.union([
   z.strictObject({
     snapshot: SNAPSHOT_ID,
     offset: U,
-    error: z.string().max(64),
-    detail: z.string().max(512).optional(),
+    error: str(64),
+    detail: z.optional(str(512)),
   }),
 ]);
 export type ChunkMessage = z.infer<typeof ChunkMessage>;
 
 /** Local gates and trial parameters the desired document hands to a device. */
 export const TrialSpec = z.strictObject({
-  window_s: FINITE.positive().max(7 * 24 * 3600),
-  health: z.string().max(1024).optional(),
-  telemetry: z.string().max(1024).optional(),
-  behavior: z.string().max(1024).optional(),
-  crash_loop: z.strictObject({ restarts: z.number().int().positive(), within_s: FINITE.positive() }),
-  max_agent_starts: z.number().int().positive(),
+  window_s: POSITIVE.check(z.maximum(7 * 24 * 3600)),
+  health: z.optional(str(1024)),
+  telemetry: z.optional(str(1024)),
+  behavior: z.optional(str(1024)),
+  crash_loop: z.strictObject({ restarts: z.int().check(z.positive()), within_s: POSITIVE }),
+  max_agent_starts: z.int().check(z.positive()),
 });
 export type TrialSpec = z.infer<typeof TrialSpec>;
 
@@ -169,8 +178,8 @@ export const DesiredDocument = z.strictObject({
   generation: U,
   issued: TS,
   expires: TS,
-  rollout: z.string().max(128).nullable(),
-  stage: z.string().max(128).nullable(),
+  rollout: z.nullable(str(128)),
+  stage: z.nullable(str(128)),
   /** COSE_Sign1 bytes of the snapshot manifest, signed by a release key. */
   manifest: BYTES,
   trial: TrialSpec,
@@ -199,7 +208,7 @@ function reportedIssue(
   return { path, message: issue.message };
 }
 
-function validate<T>(schema: z.ZodType<T>, value: unknown): Result<T> {
+function validate<T>(schema: z.ZodMiniType<T>, value: unknown): Result<T> {
   const r = schema.safeParse(value);
   if (r.success) return ok(r.data);
   const issue = reportedIssue(r.error.issues, []);
@@ -207,17 +216,17 @@ function validate<T>(schema: z.ZodType<T>, value: unknown): Result<T> {
   return err('FG_SCHEMA', issue ? `${at || '(root)'}: ${issue.message}` : 'invalid', at || undefined);
 }
 
-export function decodeJsonMessage<T>(schema: z.ZodType<T>, bytes: Uint8Array | string): Result<T> {
+export function decodeJsonMessage<T>(schema: z.ZodMiniType<T>, bytes: Uint8Array | string): Result<T> {
   const parsed = decodeJson(bytes, LIMITS.jsonMessage);
   return parsed.ok ? validate(schema, parsed.value) : parsed;
 }
 
-export function encodeJsonMessage<T>(schema: z.ZodType<T>, msg: T): Uint8Array {
+export function encodeJsonMessage<T>(schema: z.ZodMiniType<T>, msg: T): Uint8Array {
   const checked = schema.parse(msg);
   return Buffer.from(JSON.stringify(checked));
 }
 
-export function decodeCborMessage<T>(schema: z.ZodType<T>, bytes: Uint8Array, maxBytes: number): Result<T> {
+export function decodeCborMessage<T>(schema: z.ZodMiniType<T>, bytes: Uint8Array, maxBytes: number): Result<T> {
   const parsed = decodeCbor(bytes, { maxBytes });
   return parsed.ok ? validate(schema, parsed.value) : parsed;
 }

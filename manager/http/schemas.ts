@@ -4,6 +4,7 @@
  * `z.infer`, and an OpenAPI document can later be generated from the same route schemas.
  */
 import { z } from 'zod';
+import * as zm from 'zod/mini';
 import { SNAPSHOT_ID, TrialSpec } from '../../protocol/messages.js';
 import { DEVICE_ID_PATTERN } from '../../protocol/topics.js';
 
@@ -58,7 +59,8 @@ export const AssignBody = z.strictObject({
   snapshot: SNAPSHOT_REF,
   rollout: z.string().max(128).nullable().optional(),
   stage: z.string().max(128).nullable().optional(),
-  trial: TrialSpec.partial().optional(),
+  // The protocol's schemas are zod/mini (the agent's bundle): wrapped with the functional API.
+  trial: z.optional(zm.partial(TrialSpec)),
   /** Assign even where compatibility does not match. */
   force: z.boolean().optional(),
 });
@@ -79,7 +81,7 @@ export const EventsQuery = z.object({
   device: DEVICE_ID.optional(),
   kind: z.enum(['update', 'connection', 'manager', 'drift', 'fetch_refused']).optional(),
   rollout: z.string().max(128).optional(),
-  snapshot: SNAPSHOT_ID.optional(),
+  snapshot: z.optional(SNAPSHOT_ID),
   since: z.number().int().nonnegative().optional(),
   after: z.number().int().nonnegative().optional(),
   limit: z.number().int().min(1).max(10_000).optional(),
