@@ -200,7 +200,9 @@ export class SqliteSlotStore implements SlotStore {
       return empty;
     });
     try {
-      this.reconcile();
+      // Under the write lock: another opener of the same file (only ever by mistake: the agent is
+      // its one user) must not see a chunk written but not yet counted and cut it.
+      this.db.transaction(() => this.reconcile()).immediate();
     } catch (e) {
       this.close();
       throw e;
