@@ -21,7 +21,7 @@ import { type PublicKey, publicOf, type SigningKey, trustStore } from '../protoc
 import { checkCompatibility, openManifest } from '../protocol/manifest.js';
 import type { TrialSpec } from '../protocol/messages.js';
 import { FleetgateError } from '../protocol/result.js';
-import { DEFAULT_PREFIX, isValidPrefix, parseTopic } from '../protocol/topics.js';
+import { DEFAULT_PREFIX, type DeviceChannel, isValidPrefix, parseTopic } from '../protocol/topics.js';
 import { ChunkServer } from './chunk-server.js';
 import { DeviceAuthenticator } from './credentials.js';
 import { DEFAULT_TRIAL, DesiredPublisher } from './desired.js';
@@ -179,6 +179,8 @@ export interface FleetServiceApi {
 
 /** Fetch refusals logged as events at most once per device and code in this period. */
 const REFUSAL_EVENT_EVERY_MS = 60_000;
+/** Device topics remembered by route() (six per device); past this, forgotten all at once. */
+const TOPIC_CACHE_MAX = 100_000;
 
 export class FleetService implements FleetServiceApi {
   readonly authenticator: DeviceAuthenticator;
@@ -197,6 +199,7 @@ export class FleetService implements FleetServiceApi {
   private readonly releaseTrust;
   private readonly listeners = new Set<(u: FleetUpdate) => void>();
   private readonly refusalLogged = new Map<string, number>();
+  private readonly topics = new Map<string, { deviceId: string; channel: DeviceChannel }>();
   private connectTarget: MqttClient | MqttConnectOptions | undefined;
   private state: 'new' | 'started' | 'stopped' = 'new';
 
@@ -519,15 +522,30 @@ export class FleetService implements FleetServiceApi {
   }
 
   private route(topic: string, payload: Buffer): void {
-    const t = parseTopic(this.prefix, topic);
-    if (!t.ok || t.value.kind !== 'device') {
+    const t = this.deviceTopicOf(topic);
+    if (!t) {
       this.logger.debug({ topic }, 'message on an unexpected topic ignored');
       return;
     }
-    const { deviceId, channel } = t.value;
+    const { deviceId, channel } = t;
     const bytes = new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
     if (channel === 'fetch') this.chunks.handle(deviceId, bytes);
     else this.ingest.handle(deviceId, channel, bytes);
+  }
+
+  /**
+   * parseTopic per device topic, remembered: every device sends on the same few topics, and
+   * validating prefix and id again for each of their messages was a visible part of routing.
+   */
+  private deviceTopicOf(topic: string): { deviceId: string; channel: DeviceChannel } | null {
+    const known = this.topics.get(topic);
+    if (known) return known;
+    const t = parseTopic(this.prefix, topic);
+    if (!t.ok || t.value.kind !== 'device') return null;
+    if (this.topics.size >= TOPIC_CACHE_MAX) this.topics.clear();
+    const v = { deviceId: t.value.deviceId, channel: t.value.channel };
+    this.topics.set(topic, v);
+    return v;
   }
 
   private afterFlush(c: IngestChanges): void {
