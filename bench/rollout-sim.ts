@@ -5,6 +5,7 @@
  * the parent) apart from the agents', and gives each event loop a core of its own.
  */
 import { writeFileSync } from 'node:fs';
+import { Socket } from 'node:net';
 import pino from 'pino';
 import { type EnrolledDevice, SimFleet } from '../simulator/index.js';
 import { profilerCommands, serveParent } from './kit.js';
@@ -12,6 +13,15 @@ import { profilerCommands, serveParent } from './kit.js';
 let fleet: SimFleet | null = null;
 const profiler = profilerCommands();
 let cpu0: NodeJS.CpuUsage | null = null;
+/** Socket writes of all agents (each one a syscall, on loopback with the receiver's work in it). */
+let writes = 0;
+let writes0 = 0;
+const proto = Socket.prototype as unknown as { _writeGeneric: (...a: unknown[]) => unknown };
+const writeGeneric = proto._writeGeneric;
+proto._writeGeneric = function (this: Socket, ...a: unknown[]) {
+  writes++;
+  return writeGeneric.apply(this, a);
+};
 
 function need(): SimFleet {
   if (!fleet) throw new Error('no fleet: call start first');
@@ -22,10 +32,12 @@ serveParent({
   /**
    * profStart / profStop {file}: a CPU profile of the simulator for one phase (FG_BENCH_PROFILE_DIR),
    * and beside it `<file>.cpu.json`, the process's CPU seconds over the phase (process.cpuUsage:
-   * unlike the profile's busy samples, not inflated when other processes share the cores).
+   * unlike the profile's busy samples, not inflated when other processes share the cores) and the
+   * agents' socket writes.
    */
   async profStart(a) {
     cpu0 = process.cpuUsage();
+    writes0 = writes;
     return profiler.profStart?.(a);
   },
   async profStop(a) {
@@ -33,7 +45,12 @@ serveParent({
     cpu0 = null;
     const file = await profiler.profStop?.(a);
     if (used && typeof file === 'string') {
-      const s = { user: used.user / 1e6, system: used.system / 1e6, total: (used.user + used.system) / 1e6 };
+      const s = {
+        user: used.user / 1e6,
+        system: used.system / 1e6,
+        total: (used.user + used.system) / 1e6,
+        socketWrites: writes - writes0,
+      };
       writeFileSync(`${file}.cpu.json`, `${JSON.stringify(s)}\n`);
     }
     return file;
