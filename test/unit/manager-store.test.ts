@@ -11,11 +11,12 @@ beforeEach(() => {
 afterEach(() => t.cleanup());
 
 describe('manager store: schema and durability settings', () => {
-  it('opens in WAL mode with synchronous=FULL and foreign keys on', () => {
+  it('opens in WAL mode with synchronous=FULL, foreign keys on and a 32 MiB page cache', () => {
     const db = t.store.db;
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(db.pragma('synchronous', { simple: true })).toBe(2); // 2 = FULL
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    expect(db.pragma('cache_size', { simple: true })).toBe(-32 * 1024); // negative: KiB
   });
 
   it('records the schema version and migrates only once', () => {
