@@ -19,11 +19,11 @@ import {
   type SlotName,
   TelemetryMessage,
 } from '../protocol/messages.js';
-import { err, type ProtocolError, type Result } from '../protocol/result.js';
+import { err, type ProtocolError, type Result, unwrap } from '../protocol/result.js';
 import type { AgentConfig } from './config.js';
 import { ChunkDownloader, type DownloaderOptions } from './downloader.js';
 import { AgentLink, type AgentLinkOptions } from './mqtt-link.js';
-import type { Runtime, RuntimeTrial } from './runtime-contract.js';
+import type { PayloadFile, Runtime, RuntimeTrial } from './runtime-contract.js';
 import type { SlotStore } from './slot-store.js';
 import { type Clock, type Link, type RuntimePort, type RuntimeTrialInfo, systemClock } from './update-ports.js';
 import { UpdateRunner } from './update-runner.js';
@@ -68,15 +68,21 @@ export class SlotRuntime implements RuntimePort {
     // verified need no second signature check, any others are verified in full.
     const manifest = this.manifests.open(info.manifest);
     if (!manifest.ok) return manifest;
-    const files = decodePayload(this.store.readPayload(slot));
-    if (!files.ok) return files;
     const t: RuntimeTrial | undefined = trial
       ? { spec: trial.spec, startedAt: trial.startedAt, agentStarts: trial.agentStarts }
       : undefined;
+    // The payload is read and decoded only if the runtime asks for the files: a complete earlier
+    // extraction (a rollback, every agent start) needs neither the read of the whole payload into
+    // memory nor its decoding. The runner writes nothing while it awaits this start.
+    const store = this.store;
+    let files: readonly PayloadFile[] | null = null;
     return this.runtime.start(
       {
         id: info.snapshot,
-        files: files.value,
+        get files() {
+          files ??= unwrap(decodePayload(store.readPayload(slot)));
+          return files;
+        },
         run: manifest.value.manifest.run,
         acceptance: manifest.value.manifest.acceptance,
       },

@@ -92,13 +92,15 @@ export interface Extracted {
 export async function extractSnapshot(
   dataDir: string,
   id: string,
-  files: readonly PayloadFile[],
+  /** The files, or a function that gives them: called only when there is no complete extraction to reuse. */
+  filesOf: readonly PayloadFile[] | (() => readonly PayloadFile[]),
 ): Promise<Result<Extracted>> {
   if (!ID.test(id))
     return err('FG_EXTRACT_FAILED', `snapshot id ${JSON.stringify(id.slice(0, 80))} is not a safe name`);
   const parent = snapshotsDir(resolve(dataDir));
   const target = join(parent, id);
   if (await isComplete(target, id)) return ok({ dir: target, extracted: false });
+  const files = typeof filesOf === 'function' ? filesOf() : filesOf;
 
   const tmp = join(parent, `${TMP_PREFIX}${id}-${process.pid}-${randomBytes(4).toString('hex')}`);
   // Validate every path before writing anything.

@@ -28,7 +28,7 @@ import {
   type Write,
 } from './slot-rules.js';
 import type { BootRecord, SlotInfo, SlotStore, SlotTarget } from './slot-store.js';
-import type { MachineState, SlotView, StoreView, StoreViewSource } from './update-types.js';
+import type { ChunkViewSource, MachineState, SlotView, StoreView, StoreViewSource } from './update-types.js';
 
 /** The rows of one simulated device. Create with `createMemoryBacking()`. */
 export interface MemorySlotBacking {
@@ -62,7 +62,7 @@ function viewOf(s: SlotInfo): SlotView {
   return { snapshot: s.snapshot, state: s.state, stored: s.stored, size: s.size };
 }
 
-export class MemorySlotStore implements SlotStore, StoreViewSource {
+export class MemorySlotStore implements SlotStore, StoreViewSource, ChunkViewSource {
   readonly backing: MemorySlotBacking;
   private closed = false;
   private readonly faults = new Set<MemoryTable>();
@@ -117,6 +117,12 @@ export class MemorySlotStore implements SlotStore, StoreViewSource {
   *chunks(slot: SlotName): Iterable<Uint8Array> {
     this.open();
     for (const c of [...this.backing.chunks[slot]]) yield c.slice();
+  }
+
+  /** The stored chunks themselves (the caller only reads them); the list is taken at the call. */
+  *chunkViews(slot: SlotName): Iterable<Uint8Array> {
+    this.open();
+    yield* this.backing.chunks[slot].slice();
   }
 
   markStaged(slot: SlotName): void {

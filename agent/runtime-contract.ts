@@ -20,7 +20,12 @@ export type { PayloadFile };
 export interface RuntimeSnapshot {
   /** Snapshot id (lowercase hex SHA-256 of the manifest); names the extraction directory. */
   id: string;
-  files: readonly PayloadFile[];
+  /**
+   * The payload's files, decoded from the slot when first read (a runtime that reuses a complete
+   * extraction, or a simulated one, never reads the payload). Throws a FleetgateError
+   * (FG_PAYLOAD_MALFORMED) if the stored payload does not decode.
+   */
+  readonly files: readonly PayloadFile[];
   run: RunSpec;
   acceptance: AcceptanceSpec | null;
 }

@@ -11,8 +11,8 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
 import { signalsFromObject } from '../protocol/gates/index.js';
-import { err, ok, type Result } from '../protocol/result.js';
-import { extractSnapshot } from './extract.js';
+import { err, FleetgateError, ok, type Result } from '../protocol/result.js';
+import { type Extracted, extractSnapshot } from './extract.js';
 import {
   LineSplitter,
   parseRuntimeLine,
@@ -198,7 +198,14 @@ export class Supervisor implements Runtime {
     } catch (e) {
       return err('FG_EXTRACT_FAILED', `data dir: ${(e as Error).message}`);
     }
-    const extracted = await extractSnapshot(this.opts.dataDir, snapshot.id, snapshot.files);
+    let extracted: Result<Extracted>;
+    try {
+      extracted = await extractSnapshot(this.opts.dataDir, snapshot.id, () => snapshot.files);
+    } catch (e) {
+      // The files are decoded from the slot when first read (RuntimeSnapshot.files).
+      if (e instanceof FleetgateError) return err(e.code, e.message);
+      throw e;
+    }
     if (!extracted.ok) return extracted;
     const { dir } = extracted.value;
     const env = childEnv(

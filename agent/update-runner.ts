@@ -13,6 +13,7 @@ import type { SlotStore } from './slot-store.js';
 import { failure, INITIAL_STATE, step } from './update-machine.js';
 import type { Clock, Downloader, Link, RuntimePort } from './update-ports.js';
 import type {
+  ChunkViewSource,
   DesiredTarget,
   Effect,
   GateName,
@@ -400,7 +401,9 @@ export class UpdateRunner {
     let n = 0;
     let bytes = 0;
     try {
-      for (const chunk of this.o.store.chunks(slot)) {
+      const { store } = this.o;
+      const views = (store as SlotStore & Partial<ChunkViewSource>).chunkViews;
+      for (const chunk of views ? views.call(store, slot) : store.chunks(slot)) {
         hash.update(chunk);
         bytes += chunk.byteLength;
         if (++n % 64 === 0) await new Promise((r) => setImmediate(r));

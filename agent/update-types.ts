@@ -60,6 +60,15 @@ export interface StoreViewSource {
   storeView(): StoreView;
 }
 
+/**
+ * Optional on a SlotStore: a slot's stored chunks without the copies `chunks()` makes, for the
+ * runner's digest check, which only reads them (agent/memory-slot-store.ts: a copy of the whole
+ * payload per check, at every rollback, was garbage for nothing).
+ */
+export interface ChunkViewSource {
+  chunkViews(slot: SlotName): Iterable<Uint8Array>;
+}
+
 /** The update being carried out. */
 export interface Target {
   readonly snapshot: string;

@@ -142,6 +142,22 @@ describe('SlotRuntime: the manifest is opened again at every runtime start', () 
     expect(started.map((s) => [s.id, s.run.command, s.files.length])).toEqual([[bundle.id, 'sh', bundle.files.length]]);
   });
 
+  it('the payload is read and decoded only when the runtime asks for the files', async () => {
+    const { store, started, verifier, port } = setup();
+    let reads = 0;
+    const readPayload = store.readPayload.bind(store);
+    store.readPayload = (slot) => {
+      reads++;
+      return readPayload(slot);
+    };
+    expect(verifier.open(bundle.opened.cose).ok).toBe(true);
+    expect((await port.start('B', null)).ok).toBe(true);
+    expect(reads).toBe(0); // a runtime that reuses its extraction (or a simulated one) never reads it
+    expect(started[0]?.files.map((f) => f.path).sort()).toEqual(bundle.files.map((f) => f.path).sort());
+    expect(started[0]?.files).toBe(started[0]?.files); // decoded once
+    expect(reads).toBe(1);
+  });
+
   it('a manifest edited in the store behind the agent is verified and refused; nothing starts', async () => {
     const { ed, store, started, verifier, port } = setup();
     expect(verifier.open(bundle.opened.cose).ok).toBe(true);

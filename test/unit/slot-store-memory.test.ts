@@ -48,4 +48,16 @@ describe('MemorySlotStore.storeView (the update runner reads it on every event a
     s.close();
     expect(() => s.storeView()).toThrow(/FG_STORE_CLOSED|closed/i);
   });
+
+  it('chunkViews yields the stored chunks themselves, in order; chunks() yields copies', () => {
+    const s = new MemorySlotStore();
+    s.beginDownload('B', { snapshot: id('b'), manifest: new Uint8Array([1]), size: 4, generation: 1 });
+    s.appendChunk('B', 0, new Uint8Array([1, 2]));
+    s.appendChunk('B', 2, new Uint8Array([3, 4]));
+    const views = [...s.chunkViews('B')];
+    expect(views).toEqual([new Uint8Array([1, 2]), new Uint8Array([3, 4])]);
+    expect(views[0]).toBe(s.backing.chunks.B[0]);
+    expect([...s.chunks('B')][0]).not.toBe(s.backing.chunks.B[0]);
+    expect([...s.chunkViews('A')]).toEqual([]);
+  });
 });

@@ -466,7 +466,7 @@ const cases: Case[] = [
     name: 'an agent that dies in every verification gives up (loop guard)',
     act: async (d) => {
       d.crashLimit = Number.POSITIVE_INFINITY;
-      d.crashWhen = (m) => m === 'chunks';
+      d.crashWhen = (m) => m === 'chunks' || m === 'chunkViews'; // the digest check's read
       await d.send(Y, 2);
     },
     chain: ['committed>downloading', 'downloading>verifying', 'verifying>idle!FG_UPDATE_LOOP'],
