@@ -264,6 +264,9 @@ export async function runStorm(
           dir,
           desiredBytes: opts.desiredBytes ?? 1024,
           ...(opts.connectRate ? { connectRate: opts.connectRate } : {}),
+          ...(broker === 'manager' && process.env.FG_BENCH_STORM_BROKER
+            ? { brokerConfig: process.env.FG_BENCH_STORM_BROKER }
+            : {}),
         },
         600_000,
       );
@@ -299,6 +302,7 @@ export async function runStorm(
     log(`${broker}: after phase 1: ${memLine(onlineMem)}`);
     log(`${broker}: phase 1 (online) ${online.r.seconds.toFixed(2)} s, ${online.r.missing} missing`);
 
+    if (host && broker === 'manager') await host.call('admission');
     await first.call('drop');
     if (host) {
       const h = host;
@@ -326,8 +330,14 @@ export async function runStorm(
       2,
       brokerPid,
     );
+    if (host && broker === 'manager') {
+      const g = await host.call<{ now: unknown; peak: unknown }>('admission');
+      log(
+        `${broker}: admission after the storm ${JSON.stringify(g.now)}, peaks in the storm ${JSON.stringify(g.peak)}`,
+      );
+    }
     log(
-      `${broker}: storm ${storm.r.seconds.toFixed(2)} s, ${storm.r.missing} missing, ${storm.r.refused} refused, ${storm.r.attempts} attempts, CPU broker ${storm.brokerCpuS.toFixed(1)} s, clients ${storm.clientCpuS.toFixed(1)} s`,
+      `${broker}: storm ${storm.r.seconds.toFixed(2)} s, ${storm.r.missing} missing, ${storm.r.refused} refused, ${storm.r.attempts} attempts, CPU broker ${storm.brokerCpuS.toFixed(1)} s, clients ${storm.clientCpuS.toFixed(1)} s; CONNACK p50/p99 ${storm.r.connackP50.toFixed(0)}/${storm.r.connackP99.toFixed(0)} ms, desired p50/p99 ${storm.r.desiredP50.toFixed(0)}/${storm.r.desiredP99.toFixed(0)} ms`,
     );
     await sleep(1_000);
     const stormMem = await mem();
@@ -515,11 +525,16 @@ export const reconnectStormBench: Bench = {
     const size = manager.desiredBytes;
     let mosquitto: StormRun | null = null;
     let note: string | undefined;
-    if (mosquittoPath()) mosquitto = await runStorm('mosquitto', n, { timeoutMs, desiredBytes: size, log, settleMs });
+    if (process.env.FG_BENCH_STORM_MOSQUITTO !== '0' && mosquittoPath())
+      mosquitto = await runStorm('mosquitto', n, { timeoutMs, desiredBytes: size, log, settleMs });
     else note = 'mosquitto not on PATH (apt-get install mosquitto): skipped';
     // FG_BENCH_STORM_BARE=0: skip the bare aedes runs (their figures are then NaN).
     const bare = process.env.FG_BENCH_STORM_BARE !== '0';
-    const skipped = (b: StormBroker): StormRun => ({ ...manager, broker: b, storm: { ...manager.storm, seconds: Number.NaN } });
+    const skipped = (b: StormBroker): StormRun => ({
+      ...manager,
+      broker: b,
+      storm: { ...manager.storm, seconds: Number.NaN },
+    });
     const aedesIndexed = bare
       ? await runStorm('aedes-indexed', small, { timeoutMs, desiredBytes: size, log, settleMs })
       : skipped('aedes-indexed');

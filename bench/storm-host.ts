@@ -41,6 +41,7 @@ const deviceIdOf = (i: number) => `dev-${String(i).padStart(5, '0')}`;
 let manager: RunningManager | undefined;
 let aedes: Aedes | undefined;
 let server: Server | undefined;
+let gatePeak = { samples: 0, samplesQueued: 0, pending: 0, queued: 0, loopDelayMs: 0 };
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -153,6 +154,8 @@ serveParent({
           broker: {
             tcp: { port: 0 },
             ...(args.connectRate ? { connect_rate_per_second: Number(args.connectRate) } : {}),
+            // FG_BENCH_STORM_BROKER='{"connect_pending_max":32}': other admission settings (bench/reconnect-storm.ts).
+            ...(args.brokerConfig ? (JSON.parse(String(args.brokerConfig)) as Record<string, unknown>) : {}),
           },
           log_level: 'silent',
         },
@@ -161,6 +164,16 @@ serveParent({
     );
     const m = await startManager(config, pino({ level: 'silent' }));
     manager = m;
+    // The admission gate's peaks between two `admission` calls (sampled every 20 ms).
+    setInterval(() => {
+      const s = m.admission();
+      if (!s) return;
+      gatePeak.samples++;
+      gatePeak.pending = Math.max(gatePeak.pending, s.pending);
+      gatePeak.queued = Math.max(gatePeak.queued, s.queued);
+      gatePeak.loopDelayMs = Math.max(gatePeak.loopDelayMs, s.loopDelayMs);
+      if (s.queued > 0) gatePeak.samplesQueued++;
+    }, 20).unref();
     const { file, desiredBytes } = await enroll(m, n, dir);
     const mqttUrl = m.info.broker.tcp;
     if (!mqttUrl) throw new Error('manager reports no tcp listener');
@@ -191,6 +204,14 @@ serveParent({
       externalKiB: after.external / 1024,
       anonKiB: smapsKiB('Anonymous'),
     };
+  },
+
+  /** The manager's admission counters now, and the peaks since the last call. */
+  admission() {
+    const now = manager?.admission() ?? null;
+    const peak = { ...gatePeak };
+    gatePeak = { samples: 0, samplesQueued: 0, pending: 0, queued: 0, loopDelayMs: 0 };
+    return { now, peak };
   },
 
   /** Devices the host sees connected (manager: state `online` as ingested; bare: aedes clients). */

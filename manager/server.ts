@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { AdmissionStats } from '../broker/admission.js';
 import { type Authenticator, type EmbeddedBroker, startBroker } from '../broker/index.js';
 import { FleetgateError } from '../protocol/result.js';
 import { isLoopbackHost, OPERATOR_TOKEN_FILE, OperatorTokens, operatorAuth } from './auth.js';
@@ -69,6 +70,8 @@ export interface RunningManager {
   readonly metrics: ManagerMetrics;
   /** Rollouts (docs/rollouts-operations.md): resumed at start, stopped before the service. */
   readonly rollouts: RolloutService;
+  /** The embedded broker's admission counters (broker/admission.ts); null with an external broker. */
+  admission(): AdmissionStats | null;
   /** Graceful shutdown; idempotent. */
   close(): Promise<void>;
 }
@@ -429,7 +432,8 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       })();
       return closing;
     };
-    return { config, info, service, http, observer: watching, metrics, rollouts, close };
+    const admission = () => broker?.admission() ?? null;
+    return { config, info, service, http, observer: watching, metrics, rollouts, admission, close };
   } catch (e) {
     await unwind();
     throw e;
