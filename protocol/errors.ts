@@ -258,8 +258,8 @@ export const ERRORS = {
   },
   FG_BROKER_RATE_LIMITED: {
     category: 'offline',
-    message: 'broker closed the connection: too many new connections per second',
-    hint: 'Clients reconnect with backoff and get in; raise connectRatePerSecond if the fleet must reconnect faster.',
+    message: 'broker closed a new connection: too many were waiting for admission, or it waited too long',
+    hint: 'The manager is overloaded by new connections; clients back off and retry. To let more wait or wait longer, see broker.connect_* (docs/broker.md "Admission of new connections").',
   },
   FG_BROKER_LISTEN: {
     category: 'input',
