@@ -330,12 +330,14 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
         return null;
       }
       // The retained desired document ends the device's connect burst. aedes writes a forwarded
-      // packet in a setImmediate queued after this hook returns; the release runs one turn later,
-      // so the document is in the burst's write. Were that order to change, the release would only
-      // come earlier (a write more) or the window would end the hold: nothing is lost either way.
+      // packet in a setImmediate it queues right after this hook returns (aedes 1.2 deliverQoS);
+      // the microtask runs once that synchronous code is done, so the release is queued behind the
+      // write, in the same turn: the document is in the burst's write and waits for no extra turn
+      // (a turn is tens of ms in a storm). Were that order to change, the release would only come
+      // earlier (a write more) or the window would end the hold: nothing is lost either way.
       if (packet.retain) {
         const conn = (client as unknown as { conn: Corkable }).conn;
-        if (burst.holding(conn)) setImmediate(() => setImmediate(() => burst.release(conn)));
+        if (burst.holding(conn)) queueMicrotask(() => setImmediate(() => burst.release(conn)));
       }
       return packet;
     },
