@@ -17,8 +17,8 @@ export type Db = Database.Database;
  * dirties thousands of pages spread over the events indexes and the latest-state table; with 2 MiB
  * they spilled to the WAL inside the transaction and were read back: a 3,000-row batch on a 158 MB
  * store spent 110-157 ms in the transaction body (event loop held) with 2 MiB, 76-91 ms with
- * 32 MiB, and ~10 % less CPU (issue 6). At most 32 MiB of memory per connection (two: the store
- * and the rollout store).
+ * 32 MiB, and ~10 % less CPU (issue 6). At most 32 MiB of memory per connection, taken only as
+ * pages are read (the store and the rollout store; site settings touch a few pages).
  */
 export const CACHE_KIB = 32 * 1024;
 
