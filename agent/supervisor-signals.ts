@@ -156,7 +156,11 @@ export class SignalTracker {
       left = s.at;
       drops += s.drops;
       protocolErrors += s.protocolErrors;
-      for (const [k, v] of Object.entries(s.kpi)) {
+      // for-in, not Object.entries: no pair arrays per sample per read (the window is read at every
+      // health/telemetry publish and gate evaluation; 10,000 simulated devices read it too).
+      for (const k in s.kpi) {
+        if (!Object.hasOwn(s.kpi, k)) continue;
+        const v = s.kpi[k] as number;
         const e = sums.get(k);
         if (e) {
           e.sum += v;

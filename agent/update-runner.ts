@@ -237,16 +237,12 @@ export class UpdateRunner {
 
   private async run(effect: Effect): Promise<{ make: Thunk; failed?: boolean } | undefined> {
     const { store, clock } = this.o;
-    const fail = (code: ErrorCode, e: unknown) => ({
-      failed: true,
-      make: (): MachineEvent => ({ type: 'failure', failure: failure(code, message(e), this.state) }),
-    });
     switch (effect.type) {
       case 'prepare-slot':
         try {
           store.beginDownload(effect.slot, effect);
         } catch (e) {
-          return fail('FG_STORAGE_WRITE', e);
+          return this.fail('FG_STORAGE_WRITE', e);
         }
         return undefined;
       case 'download':
@@ -262,7 +258,7 @@ export class UpdateRunner {
         try {
           store.markStaged(effect.slot);
         } catch (e) {
-          return fail('FG_STORAGE_WRITE', e);
+          return this.fail('FG_STORAGE_WRITE', e);
         }
         return undefined;
       case 'clean-slot':
@@ -276,7 +272,7 @@ export class UpdateRunner {
         try {
           store.switchTo(effect.to);
         } catch (e) {
-          return fail('FG_SWITCH_FAILED', e);
+          return this.fail('FG_SWITCH_FAILED', e);
         }
         return { make: () => ({ type: 'switch-done', now: clock.now(), connected: this.o.link.connected }) };
       case 'commit':
@@ -291,7 +287,7 @@ export class UpdateRunner {
         try {
           store.revert({ markBad: effect.markBad, generation: effect.generation });
         } catch (e) {
-          return fail('FG_STORAGE_WRITE', e);
+          return this.fail('FG_STORAGE_WRITE', e);
         }
         return { make: () => ({ type: 'revert-done' }) };
       case 'start-runtime':
@@ -300,7 +296,7 @@ export class UpdateRunner {
         try {
           await this.bounded(this.o.runtime.stop());
         } catch (e) {
-          return fail(e instanceof Hung ? 'FG_RUNTIME_HUNG' : 'FG_SWITCH_FAILED', e);
+          return this.fail(e instanceof Hung ? 'FG_RUNTIME_HUNG' : 'FG_SWITCH_FAILED', e);
         }
         return undefined;
       case 'start-trial-timer':
@@ -333,6 +329,14 @@ export class UpdateRunner {
         this.log[effect.level]({ code: effect.code, phase: this.state.phase }, effect.msg);
         return undefined;
     }
+  }
+
+  /** An effect that failed: its failure event goes first (a method: run() is called for every effect). */
+  private fail(code: ErrorCode, e: unknown): { make: Thunk; failed: boolean } {
+    return {
+      failed: true,
+      make: (): MachineEvent => ({ type: 'failure', failure: failure(code, message(e), this.state) }),
+    };
   }
 
   private async startRuntime(
