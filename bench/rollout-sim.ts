@@ -95,6 +95,15 @@ serveParent({
     return { ms: performance.now() - t0 };
   },
 
+  /**
+   * The simulator's CPU seconds and its agents' socket writes so far: the benchmark can take the
+   * difference over a phase without profiling (the profiled phases also write them, see profStop).
+   */
+  cpu() {
+    const u = process.cpuUsage();
+    return { user: u.user / 1e6, system: u.system / 1e6, total: (u.user + u.system) / 1e6, socketWrites: writes };
+  },
+
   counts() {
     return need().counts();
   },
