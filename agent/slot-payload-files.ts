@@ -45,6 +45,8 @@ export const NODE_PAYLOAD_IO: PayloadIo = {
 export class PayloadFiles {
   /** Open from construction to `close`: two descriptors, no buffers. */
   private readonly fds: Record<SlotName, number>;
+  /** Files that may hold bytes not yet on disk (written since their last sync). */
+  private readonly unsynced = new Set<SlotName>();
 
   /** Opens (creating if needed) both files of the store at `dbPath`. */
   constructor(
@@ -77,6 +79,7 @@ export class PayloadFiles {
 
   /** Writes all of `bytes` at `position` (a regular file may take fewer bytes per call than asked). */
   write(slot: SlotName, bytes: Uint8Array, position: number): void {
+    this.unsynced.add(slot);
     for (let done = 0; done < bytes.byteLength; ) {
       const n = this.io.write(this.fds[slot], bytes, done, bytes.byteLength - done, position + done);
       if (n <= 0) throw new Error(`payload file of slot ${slot}: wrote nothing at ${position + done}`);
@@ -111,6 +114,17 @@ export class PayloadFiles {
   /** fdatasync: the bytes written so far are on disk when it returns. */
   sync(slot: SlotName): void {
     this.io.datasync(this.fds[slot]);
+    this.unsynced.delete(slot);
+  }
+
+  /** Counts `slot`'s file as holding bytes not yet on disk (what another process wrote, at open). */
+  markUnsynced(slot: SlotName): void {
+    this.unsynced.add(slot);
+  }
+
+  /** Syncs every file written since its last sync. */
+  syncWritten(): void {
+    for (const s of SLOT_NAMES) if (this.unsynced.has(s)) this.sync(s);
   }
 
   close(): void {

@@ -21,8 +21,10 @@
  * - at open, every file is cut to its slot's `stored` (a crash between a file write and its count,
  *   or before a truncation); a file SHORTER than `stored` can only follow a power loss (below),
  *   and a downloading slot then resumes from the file's length;
- * - `markStaged` fdatasyncs the file before its FULL commit: a staged, active, good or bad slot's
- *   bytes are on disk.
+ * - every FULL commit (anything but an append) first fdatasyncs the files written since their
+ *   last sync, and `markStaged` its slot's file: as with the WAL's order when chunks were rows,
+ *   nothing saved after a chunk (the machine's "verifying", a staged slot) can survive a power
+ *   cut that the chunk did not.
  *
  * Chunk appends commit with synchronous=NORMAL and do not sync the file (one fsync per chunk was
  * most of a download's time). A process crash loses nothing (the bytes and the count are in the
@@ -32,7 +34,9 @@
  * zeros. The download resumes from what is left; the payload's SHA-256 is checked before
  * `markStaged`, so a damaged prefix fails verification (the update is abandoned and retried)
  * and is never staged. A power cut cannot damage a staged slot: its file was synced before the
- * commit that staged it.
+ * commit that staged it (found by the power-loss campaign, docs/reliability.md: without the sync
+ * before every FULL commit, an image saved in "verifying" lost payload bytes and the update was
+ * abandoned instead of finished).
  */
 import Database from 'better-sqlite3';
 import { LIMITS, type SlotName, type SlotState } from '../protocol/messages.js';
@@ -235,6 +239,8 @@ export class SqliteSlotStore implements SlotStore {
     const rows = this.rows();
     for (const s of SLOT_NAMES) {
       const slot = rows.slots[s];
+      // A process that crashed may have left its last chunks in the page cache only.
+      if (slot.state === 'downloading') this.files.markUnsynced(s);
       const length = this.files.length(s);
       if (length > slot.stored) {
         this.files.truncate(s, slot.stored);
@@ -296,11 +302,14 @@ export class SqliteSlotStore implements SlotStore {
     // runs. Not a prepared statement: SQLite applies the pragma when it compiles it, not on each run.
     this.db.pragma('synchronous = NORMAL');
     try {
-      this.tx((rows) => {
-        const writes = planAppendChunk(rows, slot, offset, bytes);
-        stored = rows.slots[slot].stored + bytes.byteLength;
-        return writes;
-      });
+      this.tx(
+        (rows) => {
+          const writes = planAppendChunk(rows, slot, offset, bytes);
+          stored = rows.slots[slot].stored + bytes.byteLength;
+          return writes;
+        },
+        { append: true },
+      );
     } finally {
       this.db.pragma('synchronous = FULL');
     }
@@ -326,12 +335,9 @@ export class SqliteSlotStore implements SlotStore {
 
   markStaged(slot: SlotName): void {
     this.guard();
-    // The bytes reach the disk before the commit that says they are complete (file comment).
-    try {
-      this.files.sync(slot);
-    } catch (e) {
-      throw new FleetgateError(err('FG_STORAGE_WRITE', `sync slot ${slot}: ${ioMessage(e)}`).error, { cause: e });
-    }
+    // The bytes reach the disk before the commit that says they are complete (file comment),
+    // whoever wrote them.
+    this.syncPayload(slot);
     this.tx((rows) => planMarkStaged(rows, slot));
   }
 
@@ -433,8 +439,12 @@ export class SqliteSlotStore implements SlotStore {
    * count — and storage errors surface as FG_STORAGE_WRITE. Payload files are emptied only after
    * the commit (the file comment says why).
    */
-  private tx(plan: (rows: StoreRows) => Write[]): void {
+  private tx(plan: (rows: StoreRows) => Write[], opts: { append?: boolean } = {}): void {
     this.guard();
+    // A FULL commit makes every chunk before it durable, as the WAL's order did when chunks were
+    // rows: the machine state saved after a download ("verifying") must not survive a power cut
+    // that its payload did not (the file comment).
+    if (!opts.append) this.syncPayload();
     let empty: SlotName[];
     try {
       empty = this.apply.immediate(plan);
@@ -446,6 +456,15 @@ export class SqliteSlotStore implements SlotStore {
     // The slot is empty in the store; if a cut fails, the stale bytes past `stored` are never
     // read and are cut at the next open.
     for (const s of empty) this.files.cutTo(s, 0);
+  }
+
+  private syncPayload(slot?: SlotName): void {
+    try {
+      if (slot) this.files.sync(slot);
+      else this.files.syncWritten();
+    } catch (e) {
+      throw new FleetgateError(err('FG_STORAGE_WRITE', `sync payload: ${ioMessage(e)}`).error, { cause: e });
+    }
   }
 
   /** After a rolled-back transaction: each file back to its slot's count, as if the write never ran. */

@@ -19,8 +19,9 @@
  * the next commit. What a power cut can leave on disk is therefore exactly the image after some
  * commit k (docs/reliability.md discusses the limits of that model).
  */
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { PayloadFiles } from '../agent/slot-payload-files.js';
 import { payloadPath, SqliteSlotStore } from '../agent/sqlite-slot-store.js';
 import { UpdateRunner } from '../agent/update-runner.js';
 
@@ -75,6 +76,27 @@ if (dir) {
     return at === kill.value;
   };
 
+  // What a power cut keeps of each payload file: its length at its last fdatasync (the store
+  // syncs through PayloadFiles.sync), lowered by a later truncation. The files as the store found
+  // them at its first write count as synced: the process before left them after a FULL commit,
+  // and every FULL commit syncs what was written (agent/sqlite-slot-store.ts).
+  let synced: Record<'A' | 'B', number> | null = null;
+  const files = PayloadFiles.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const sync = files.sync;
+  const truncate = files.truncate;
+  if (typeof sync !== 'function' || typeof truncate !== 'function') throw new Error('commit-tap: PayloadFiles changed');
+  files.sync = function (this: PayloadFiles, slot: unknown) {
+    const r = sync.call(this, slot);
+    if (synced) synced[slot as 'A' | 'B'] = this.length(slot as 'A' | 'B');
+    return r;
+  };
+  files.truncate = function (this: PayloadFiles, slot: unknown, length: unknown) {
+    const r = truncate.call(this, slot, length);
+    if (synced) synced[slot as 'A' | 'B'] = Math.min(synced[slot as 'A' | 'B'], Number(length));
+    return r;
+  };
+  const sizeOf = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+
   const proto = SqliteSlotStore.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
   for (const name of MUTATING) {
     const orig = proto[name];
@@ -88,6 +110,7 @@ if (dir) {
       // A phase kill fires on the save of that phase only, not on every write while in it.
       const at = name === 'saveMachine' ? next : `(${phase})`;
       if (hit('before', a, chunk, at)) die(n, name, phase, 'before');
+      synced ??= { A: sizeOf(payloadPath(this.path, 'A')), B: sizeOf(payloadPath(this.path, 'B')) };
       const r = orig.apply(this, args);
       phase = next;
       appendFileSync(join(dir, 'ops.jsonl'), `${JSON.stringify({ pid: process.pid, n, op: name, phase })}\n`);
@@ -97,12 +120,13 @@ if (dir) {
         const db = this.path;
         copyFileSync(db, join(img, basename(db)));
         if (existsSync(`${db}-wal`)) copyFileSync(`${db}-wal`, join(img, `${basename(db)}-wal`));
-        // The payload files as the process left them: at least every byte the db counts.
+        // The payload files as the process left them (the restore cuts what was not synced).
         for (const slot of ['A', 'B'] as const) {
           const f = payloadPath(db, slot);
           if (existsSync(f)) copyFileSync(f, join(img, basename(f)));
         }
         writeFileSync(join(img, 'op.json'), JSON.stringify({ n, op: name, phase }));
+        writeFileSync(join(img, 'synced.json'), JSON.stringify(synced));
       }
       if (hit('after', a, chunk, at)) die(n, name, phase, 'after');
       return r;

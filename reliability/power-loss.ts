@@ -9,14 +9,30 @@
  * every commit of a real update, giving every image a power cut could leave; each is restored
  * into an empty data dir and a real agent boots from it.
  *
+ * The slots' payload files (beside the db, agent/sqlite-slot-store.ts) are not synced per chunk:
+ * a file may come back with any prefix of what was written after its last fdatasync (the tap
+ * records the synced length with every image), so the restore cuts each file to a seeded length
+ * between the two; the agent must resume or finish from what is there.
+ *
  * Files outside the db: the runtime's extracted snapshot directories are written with
  * fsync + rename + directory fsync (agent/extract.ts), so a cut leaves each either complete or
  * absent — the restore keeps none of them (the harshest legal outcome), plus the debris a
  * non-atomic writer would have left (a torn temp dir and a target dir without its completion
  * marker), which the agent must not run.
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { payloadPath } from '../agent/sqlite-slot-store.js';
 import type { Expectation } from './device-checks.js';
 import { expectationText } from './device-checks.js';
 import { DeviceHarness } from './device-harness.js';
@@ -77,13 +93,28 @@ class PowerRig extends DeviceHarness {
     return { images: listImages(tapDir), problems };
   }
 
-  /** Power comes back on image `img`: an empty data dir with that db, debris, no extracted snapshot. */
-  async restore(img: Image, target: string, expect: Expectation): Promise<string[]> {
+  /**
+   * Power comes back on image `img`: an empty data dir with that db, each payload file cut to what
+   * was synced plus `keep` (0..1) of what was written after, debris, no extracted snapshot.
+   */
+  async restore(img: Image, target: string, expect: Expectation, keep: number): Promise<string[]> {
     await this.agent?.stop();
     const data = this.device.dataDir;
     rmSync(data, { recursive: true, force: true });
     mkdirSync(join(data, 'snapshots'), { recursive: true });
     for (const f of readdirSync(img.dir)) if (f.startsWith('slots.db')) copyFileSync(join(img.dir, f), join(data, f));
+    // A payload file keeps what was synced and a seeded part of what was written after.
+    const syncedFile = join(img.dir, 'synced.json');
+    const synced = existsSync(syncedFile)
+      ? (JSON.parse(readFileSync(syncedFile, 'utf8')) as Record<'A' | 'B', number>)
+      : null;
+    for (const slot of ['A', 'B'] as const) {
+      const file = payloadPath(this.db, slot);
+      if (!synced || !existsSync(file)) continue;
+      const length = statSync(file).size;
+      const durable = Math.min(synced[slot], length);
+      truncateSync(file, durable + Math.floor((length - durable) * keep));
+    }
     const torn = join(data, 'snapshots', `.tmp-${target}-4242-0badc0de`);
     mkdirSync(torn, { recursive: true });
     writeFileSync(join(torn, 'runtime.js'), 'import { readFileSync } from "node:fs";\nconst half');
@@ -126,7 +157,7 @@ export async function runPowerLoss(o: PowerOptions): Promise<AreaResult> {
       for (const img of choose(rec.images, o.imagesPerRun, r.next())) {
         let problems: string[];
         try {
-          problems = await rig.restore(img, b.id, expect);
+          problems = await rig.restore(img, b.id, expect, r.next());
         } catch (e) {
           problems = [`harness: ${(e as Error).message}`];
         }

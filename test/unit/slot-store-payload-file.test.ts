@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NODE_PAYLOAD_IO, type PayloadIo, payloadPath, SqliteSlotStore } from '../../agent/sqlite-slot-store.js';
+import type { MachineState } from '../../agent/update-types.js';
 import type { SlotName } from '../../protocol/messages.js';
 import { FleetgateError } from '../../protocol/result.js';
 
@@ -67,6 +68,22 @@ class FaultyIo implements PayloadIo {
   }
 }
 
+function machine(generation: number, phase: MachineState['phase']): MachineState {
+  return {
+    v: 1,
+    phase,
+    generation,
+    rollout: null,
+    target: null,
+    progress: null,
+    trial: null,
+    lastFailure: null,
+    pending: null,
+    resumes: 0,
+    entered: null,
+  };
+}
+
 let dir: string;
 let path: string;
 beforeEach(() => {
@@ -112,6 +129,44 @@ describe('SqliteSlotStore payload files', () => {
     s.markStaged('B');
     expect(stateAtSync).toBe('downloading');
     expect(s.slot('B').state).toBe('staged');
+    s.close();
+  });
+
+  it('a FULL commit after appends syncs the payload first (a saved "verifying" implies its bytes)', () => {
+    const io = new FaultyIo(NODE_PAYLOAD_IO);
+    let machineAtSync: unknown = 'no sync';
+    const spy: PayloadIo = {
+      write: (...a) => io.write(...a),
+      truncate: (...a) => io.truncate(...a),
+      datasync: (fd) => {
+        machineAtSync = s.boot().machine?.phase ?? null;
+        io.datasync(fd);
+      },
+    };
+    const s = new SqliteSlotStore(path, { io: spy });
+    downloading(s, 'B', 8, bytes(8, 15), 8);
+    expect(machineAtSync).toBe('no sync'); // appends alone never sync
+    s.saveMachine(machine(1, 'verifying'));
+    expect(machineAtSync).toBeNull(); // synced while the saved state was still the old one
+    machineAtSync = 'no sync';
+    s.saveMachine(machine(1, 'staged'));
+    expect(machineAtSync).toBe('no sync'); // nothing written since
+    io.failSync = true;
+    s.beginDownload('A', { snapshot: Y, manifest: MANIFEST, size: 4, generation: 2 });
+    s.appendChunk('A', 0, bytes(4, 16));
+    expect(code(() => s.saveMachine(machine(2, 'verifying')))).toBe('FG_STORAGE_WRITE');
+    expect(s.boot().machine?.phase).toBe('staged');
+    s.close();
+  });
+
+  it('after a reopen, a downloading slot counts as unsynced (a crashed process left it in the page cache)', () => {
+    const first = new SqliteSlotStore(path);
+    downloading(first, 'B', 8, bytes(8, 17), 4);
+    first.close();
+    const io = new FaultyIo(NODE_PAYLOAD_IO);
+    const s = new SqliteSlotStore(path, { io });
+    s.saveMachine(machine(1, 'downloading'));
+    expect(io.calls.filter((c) => c === 'datasync')).toHaveLength(1);
     s.close();
   });
 
