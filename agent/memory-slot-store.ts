@@ -119,6 +119,11 @@ export class MemorySlotStore implements SlotStore, StoreViewSource, ChunkViewSou
     for (const c of [...this.backing.chunks[slot]]) yield c.slice();
   }
 
+  agentStarts(): number {
+    this.open();
+    return this.backing.boot.agentStarts;
+  }
+
   /** The stored chunks themselves (the caller only reads them); the list is taken at the call. */
   *chunkViews(slot: SlotName): Iterable<Uint8Array> {
     this.open();

@@ -347,7 +347,7 @@ export class UpdateRunner {
     } | null,
   ): Promise<{ make: Thunk; failed?: boolean } | undefined> {
     if (this.view()[slot].snapshot === null) return undefined; // nothing to run (first install reverted)
-    const info = trial ? { ...trial, agentStarts: this.o.store.boot().agentStarts } : null;
+    const info = trial ? { ...trial, agentStarts: this.agentStarts() } : null;
     try {
       const r = await this.bounded(this.o.runtime.start(slot, info));
       if (r.ok) return undefined;
@@ -465,6 +465,12 @@ export class UpdateRunner {
     };
     const boot = store.boot();
     return { active: boot.active, trial: boot.trial, A: slot('A'), B: slot('B') };
+  }
+
+  private agentStarts(): number {
+    const { store } = this.o;
+    const fast = (store as SlotStore & Partial<StoreViewSource>).agentStarts;
+    return fast ? fast.call(store) : store.boot().agentStarts;
   }
 
   /** The retained `reported` message (DESIGN.md "Topics"). */

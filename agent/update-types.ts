@@ -58,6 +58,8 @@ export interface StoreView {
  */
 export interface StoreViewSource {
   storeView(): StoreView;
+  /** The boot record's agent starts during the trial, without parsing the saved machine state. */
+  agentStarts(): number;
 }
 
 /**

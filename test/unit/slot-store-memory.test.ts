@@ -42,6 +42,9 @@ describe('MemorySlotStore.storeView (the update runner reads it on every event a
     s.switchTo('B');
     expect(s.storeView()).toEqual(viewFrom(s));
     expect(s.storeView()).toMatchObject({ active: 'B', trial: true });
+    expect(s.countAgentStart()).toBe(1);
+    expect(s.agentStarts()).toBe(s.boot().agentStarts);
+    expect(s.agentStarts()).toBe(1);
     s.commit();
     expect(s.storeView()).toEqual(viewFrom(s));
     expect(s.slot('B').manifest).toEqual(new Uint8Array([1, 2, 3]));
