@@ -237,6 +237,24 @@ describe('ingestion', () => {
     expect(stored('gw-1')?.telemetry?.seq).toBe(0);
   });
 
+  it('the timer writes due health/telemetry rows 250 at a time, oldest first, so a fleet reporting in step does not hold the loop', () => {
+    const many = Array.from({ length: 600 }, (_, i) => `gw-${i}`);
+    const live = new Set(many);
+    ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => live.has(id) });
+    const count = () => t.store.latest.loadAll().length;
+    for (const id of many) ingest.handle(id, 'health', json(health(1, 0)));
+    ingest.flush(true);
+    expect(count()).toBe(0); // none due yet
+    clock.t += 30_000;
+    ingest.flush(true);
+    expect(count()).toBe(250);
+    expect(t.store.latest.loadAll().map((l) => l.device)).toContain('gw-0'); // the oldest first
+    ingest.flush(true);
+    expect(count()).toBe(500);
+    ingest.flush(true);
+    expect(count()).toBe(600);
+  });
+
   it('10,000 devices x 3 messages are written in a handful of transactions (bounded time)', () => {
     const many = new Set(Array.from({ length: 10_000 }, (_, i) => `gw-${i}`));
     ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => many.has(id) });
