@@ -34,13 +34,13 @@ export function snapshotId(label: string): string {
 const X = snapshotId('x');
 const Y = snapshotId('y');
 const Z = snapshotId('z');
-const MANIFEST = Uint8Array.from([0xd2, 0x84, 1, 2, 3]);
+export const MANIFEST = Uint8Array.from([0xd2, 0x84, 1, 2, 3]);
 
-function bytes(n: number, seed: number): Uint8Array {
+export function bytes(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
 }
 
-function machine(generation: number, phase: MachineState['phase'] = 'idle'): MachineState {
+export function machine(generation: number, phase: MachineState['phase'] = 'idle'): MachineState {
   return {
     v: 1,
     phase,

@@ -6,7 +6,6 @@
  * migration of a version 1 store whose payload was in a `chunk` table.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -14,17 +13,12 @@ import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NODE_PAYLOAD_IO, type PayloadIo, payloadPath, SqliteSlotStore } from '../../agent/sqlite-slot-store.js';
-import type { MachineState } from '../../agent/update-types.js';
 import type { SlotName } from '../../protocol/messages.js';
 import { FleetgateError } from '../../protocol/result.js';
+import { bytes, MANIFEST, machine, snapshotId } from './slot-store-contract.js';
 
-const X = createHash('sha256').update('x').digest('hex');
-const Y = createHash('sha256').update('y').digest('hex');
-const MANIFEST = Uint8Array.from([0xd2, 0x84, 1, 2, 3]);
-
-function bytes(n: number, seed: number): Uint8Array {
-  return Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
-}
+const X = snapshotId('x');
+const Y = snapshotId('y');
 
 function code(fn: () => unknown): string {
   try {
@@ -66,22 +60,6 @@ class FaultyIo implements PayloadIo {
     if (this.failSync) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     this.real.datasync(fd);
   }
-}
-
-function machine(generation: number, phase: MachineState['phase']): MachineState {
-  return {
-    v: 1,
-    phase,
-    generation,
-    rollout: null,
-    target: null,
-    progress: null,
-    trial: null,
-    lastFailure: null,
-    pending: null,
-    resumes: 0,
-    entered: null,
-  };
 }
 
 let dir: string;
