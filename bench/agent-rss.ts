@@ -11,10 +11,11 @@
  * interpreter-only JavaScript costs.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
+import { leanAgentModule } from '../cli/agent-bundle.js';
 import { AGENT_NODE_OPTIONS } from '../cli/agent-node-options.js';
 import { procStatusKiB, repoRoot, sleep, startBenchFleet, waitFor } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
@@ -42,16 +43,6 @@ function agentArgv(entry: AgentEntry, configPath: string): string[] {
 
 /** The 60 MB of the goal, in MiB (the figure's unit). */
 const GOAL_MIB = 60e6 / 2 ** 20;
-
-/**
- * What bin/fleetgate-agent.js runs: the one-module bundle of `npm run build` when it is at least as
- * new as the tsc output, else the modules (the same rule as the bin script).
- */
-function leanRuns(): 'bundle' | 'modules' {
-  const bundle = join(repoRoot(), 'dist', 'agent-bundle.mjs');
-  const modules = join(repoRoot(), 'dist', 'cli', 'agent-entry.js');
-  return existsSync(bundle) && statSync(bundle).mtimeMs >= statSync(modules).mtimeMs ? 'bundle' : 'modules';
-}
 
 /** utime + stime of a process, ms (/proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms). */
 function cpuTimeMs(pid: number): number {
@@ -143,7 +134,7 @@ export const agentRssBench: Bench = {
   description: 'idle RSS of a real `fleetgate agent` process (committed, runtime running as its own process)',
   async run({ quick, log }) {
     const idle = { idleMs: quick ? 2_000 : 10_000, samples: quick ? 4 : 10 };
-    const runs = leanRuns();
+    const runs = leanAgentModule(pathToFileURL(join(repoRoot(), 'dist/'))).kind;
     if (runs === 'modules') log('dist/agent-bundle.mjs is missing or older than dist/: run `npm run build` first');
     const lean = await measureAgentRss({ ...idle, entry: 'lean' });
     const cli = await measureAgentRss({ ...idle, entry: 'cli' });
