@@ -5,8 +5,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { leanAgentModule } from '../../cli/agent-bundle.js';
 import { AGENT_NODE_OPTIONS } from '../../cli/agent-node-options.js';
 import { startTestFleet, type TestFleet } from '../helpers/fleet.js';
 
@@ -35,6 +37,8 @@ describe('the bundled agent (dist/agent-bundle.mjs)', () => {
   it('is built, one module that prints the lean entry usage', () => {
     expect(existsSync(BUNDLE), 'npm run build makes dist/agent-bundle.mjs').toBe(true);
     expect(statSync(BUNDLE).size).toBeGreaterThan(100_000);
+    // What bin/fleetgate-agent.js (the unit's command line) picks after the build.
+    expect(leanAgentModule(pathToFileURL(join(ROOT, 'dist/'))).kind).toBe('bundle');
     const help = spawnSync(process.execPath, [...AGENT_NODE_OPTIONS, BUNDLE, '--help'], { encoding: 'utf8' });
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/^usage: fleetgate-agent --config <file>/);
