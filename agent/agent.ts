@@ -241,7 +241,7 @@ export class Agent {
    */
   private publishJson<T>(
     channel: 'reported' | 'events' | 'health' | 'telemetry',
-    schema: import('zod/mini').ZodMiniType<T>,
+    schema: import('../protocol/zod.js').ZodMiniType<T>,
     msg: T,
   ): Promise<void> {
     if (!this.link.connected && channel !== 'events') return Promise.resolve();

@@ -5,12 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-// zod/mini: the agent's bundle keeps only what is used (docs/benchmarks.md "agent-rss").
-import * as z from 'zod/mini';
-import '../protocol/messages.js'; // sets zod's English messages
 import { type PublicKey, parsePublicKeyPem } from '../protocol/keys.js';
 import { FleetgateError } from '../protocol/result.js';
 import { DEFAULT_PREFIX, isValidDeviceId, isValidPrefix } from '../protocol/topics.js';
+import * as z from '../protocol/zod.js';
 
 const PEM = z.string().check(z.includes('BEGIN PUBLIC KEY', { message: 'expected an SPKI PEM public key' }));
 const TEXT = z.string().check(z.minLength(1));

@@ -5,8 +5,7 @@
  * so it names exactly what was signed. The files are bound by `size` + `sha256`; Ed25519 never
  * runs over the payload itself.
  */
-// zod/mini: the agent's bundle keeps only what is used (protocol/messages.ts sets the locale).
-import * as z from 'zod/mini';
+
 import { decodeCbor } from './cbor.js';
 import { encodeCanonical, normalizeInts } from './cbor-canonical.js';
 import { openCose, signCose } from './cose.js';
@@ -15,6 +14,7 @@ import type { Ed25519 } from './ed25519.js';
 import type { SigningKey, TrustStore } from './keys.js';
 import { LIMITS } from './messages.js';
 import { err, FleetgateError, ok, type Result } from './result.js';
+import * as z from './zod.js';
 
 export interface RunSpec {
   command: string;

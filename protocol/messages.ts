@@ -3,15 +3,11 @@
  * third-party tools as they are; signed and binary payloads are CBOR. Decoders return a Result,
  * never throw, and enforce a size limit before parsing.
  */
-import * as z from 'zod/mini';
-import en from 'zod/v4/locales/en.js';
+
 import { decodeCbor, decodeJson, encodeCbor } from './cbor.js';
 import { FAILURE_CATEGORIES } from './errors.js';
 import { err, ok, type Result } from './result.js';
-
-// zod/mini (the functional API: only what is used ends up in the agent's bundle) carries no
-// locale: English messages, as the rest of the code base gets them from zod.
-z.config(en());
+import * as z from './zod.js';
 
 export const LIMITS = {
   /** Any JSON observability message (state, reported, health, telemetry, events). */
