@@ -194,6 +194,45 @@ export async function startBenchFleet(
 }
 
 /** High-resolution wall-clock ms, comparable between processes on one machine. */
+/** Latencies of a polled HTTP endpoint. */
+export interface PollResult {
+  /** Milliseconds from send to the end of the body, one per answered request. */
+  readonly latencies: number[];
+  /** Non-2xx answers, network errors and timeouts. */
+  readonly errors: number;
+}
+
+/**
+ * GETs `url` every `everyMs` until stop(), which waits for the requests still running. Requests
+ * overlap when one is slow (a stalled server shows in the latencies, not in fewer requests).
+ */
+export function pollApi(url: string, everyMs: number, headers: Record<string, string> = {}) {
+  const latencies: number[] = [];
+  let errors = 0;
+  const pending = new Set<Promise<void>>();
+  const timer = setInterval(() => {
+    const t0 = performance.now();
+    const p = fetch(url, { headers, signal: AbortSignal.timeout(30_000) })
+      .then(async (r) => {
+        await r.arrayBuffer();
+        if (!r.ok) errors++;
+        latencies.push(performance.now() - t0);
+      })
+      .catch(() => {
+        errors++;
+      })
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  }, everyMs);
+  return {
+    async stop(): Promise<PollResult> {
+      clearInterval(timer);
+      await Promise.all(pending);
+      return { latencies, errors };
+    },
+  };
+}
+
 export const epochMs = (): number => performance.timeOrigin + performance.now();
 
 type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };

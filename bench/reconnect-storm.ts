@@ -21,7 +21,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BenchChild, forkBench, freePort, procStatusKiB, sleep, tempDir } from './kit.js';
+import { type BenchChild, forkBench, freePort, pollApi, procStatusKiB, sleep, tempDir } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 import type { PhaseResult } from './storm-clients.js';
 import type { HostMode, HostReady } from './storm-host.js';
@@ -84,34 +84,6 @@ const memLine = (m: Mem) =>
       : []),
   ].join(', ');
 const mbOf = (kib: number) => ((kib * 1024) / 1e6).toFixed(0);
-
-/** Polls `url` every `everyMs` (requests overlap if one is slow) until stop(). */
-function pollApi(url: string, everyMs: number) {
-  const samples: number[] = [];
-  let errors = 0;
-  const pending = new Set<Promise<void>>();
-  const timer = setInterval(() => {
-    const t0 = performance.now();
-    const p = fetch(url, { signal: AbortSignal.timeout(30_000) })
-      .then(async (r) => {
-        await r.arrayBuffer();
-        if (!r.ok) errors++;
-        samples.push(performance.now() - t0);
-      })
-      .catch(() => {
-        errors++;
-      })
-      .finally(() => pending.delete(p));
-    pending.add(p);
-  }, everyMs);
-  return {
-    async stop(): Promise<{ samples: number[]; errors: number }> {
-      clearInterval(timer);
-      await Promise.all(pending);
-      return { samples, errors };
-    },
-  };
-}
 
 async function waitPort(port: number, timeoutMs: number): Promise<void> {
   const until = performance.now() + timeoutMs;
@@ -184,13 +156,13 @@ async function phase(
   );
   const brokerCpuS = procCpuSeconds(brokerPid) - (cpu0[0] ?? Number.NaN);
   const clientCpuS = procCpuSeconds(clients.pid) - (cpu0[1] ?? Number.NaN);
-  const api = poll ? await poll.stop() : { samples: [], errors: 0 };
+  const api = poll ? await poll.stop() : { latencies: [], errors: 0 };
   await Promise.all(
     profiled.map((c) =>
       c.call('profStop', { file: join(PROFILE_DIR ?? '.', `${tag}-${c === host ? 'broker' : 'clients'}.cpuprofile`) }),
     ),
   );
-  return { r, api: api.samples, apiErrors: api.errors, brokerCpuS, clientCpuS };
+  return { r, api: api.latencies, apiErrors: api.errors, brokerCpuS, clientCpuS };
 }
 
 /** One broker: start, phase 1 (online), drop every socket, phase 2 (storm); memory along the way. */
