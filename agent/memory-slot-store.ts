@@ -24,11 +24,12 @@ import {
   planSaveMachine,
   planSwitch,
   type StoreRows,
+  slotView,
   toBootRecord,
   type Write,
 } from './slot-rules.js';
 import type { BootRecord, SlotInfo, SlotStore, SlotTarget } from './slot-store.js';
-import type { ChunkViewSource, MachineState, SlotView, StoreView, StoreViewSource } from './update-types.js';
+import type { MachineState, StoreView } from './update-types.js';
 
 /** The rows of one simulated device. Create with `createMemoryBacking()`. */
 export interface MemorySlotBacking {
@@ -58,11 +59,7 @@ function copySlot(s: SlotInfo): SlotInfo {
   return { ...s, manifest: s.manifest === null ? null : Uint8Array.from(s.manifest) };
 }
 
-function viewOf(s: SlotInfo): SlotView {
-  return { snapshot: s.snapshot, state: s.state, stored: s.stored, size: s.size };
-}
-
-export class MemorySlotStore implements SlotStore, StoreViewSource, ChunkViewSource {
+export class MemorySlotStore implements SlotStore {
   readonly backing: MemorySlotBacking;
   private closed = false;
   private readonly faults = new Set<MemoryTable>();
@@ -95,7 +92,7 @@ export class MemorySlotStore implements SlotStore, StoreViewSource, ChunkViewSou
   storeView(): StoreView {
     this.open();
     const { slots, boot } = this.backing;
-    return { active: boot.active, trial: boot.trial, A: viewOf(slots.A), B: viewOf(slots.B) };
+    return { active: boot.active, trial: boot.trial, A: slotView(slots.A), B: slotView(slots.B) };
   }
 
   beginDownload(slot: SlotName, target: SlotTarget): void {

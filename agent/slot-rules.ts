@@ -8,7 +8,7 @@
 import type { SlotName } from '../protocol/messages.js';
 import { FleetgateError } from '../protocol/result.js';
 import type { BootRecord, SlotInfo, SlotTarget } from './slot-store.js';
-import type { MachineState } from './update-types.js';
+import type { MachineState, SlotView } from './update-types.js';
 
 /** The boot record as stored: the machine state as its JSON text. */
 export type BootRow = Omit<BootRecord, 'machine'> & { readonly machine: string | null };
@@ -27,6 +27,11 @@ export type Write =
 
 export function emptySlot(name: SlotName): SlotInfo {
   return { name, snapshot: null, manifest: null, state: 'empty', size: null, stored: 0, generation: null };
+}
+
+/** A slot as the update runner's view holds it (`SlotStore.storeView`). */
+export function slotView(s: SlotInfo): SlotView {
+  return { snapshot: s.snapshot, state: s.state, stored: s.stored, size: s.size };
 }
 
 export const FRESH_BOOT: BootRow = {

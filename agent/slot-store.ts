@@ -17,7 +17,7 @@
  * code and changes nothing. Reads return copies; mutating them does not touch the store.
  */
 import type { SlotName, SlotState } from '../protocol/messages.js';
-import type { MachineState } from './update-types.js';
+import type { MachineState, StoreView } from './update-types.js';
 
 export const SLOT_NAMES: readonly SlotName[] = ['A', 'B'];
 
@@ -104,6 +104,23 @@ export interface SlotStore {
    * buffer. The pieces are not empty; their sizes need not be those of the appended chunks.
    */
   chunks(slot: SlotName): Iterable<Uint8Array>;
+
+  /**
+   * Like `chunks`, but the pieces may be the store's own buffers, not copies: for a caller that only
+   * reads them before the store's next write (the runner's digest check at every rollback would
+   * otherwise copy the whole payload for nothing).
+   */
+  chunkViews(slot: SlotName): Iterable<Uint8Array>;
+
+  /**
+   * What the update runner reads on every event and report: the active slot, the trial flag and
+   * each slot's snapshot, state and sizes, without the manifest copies and the machine-state parse
+   * that `slot()` and `boot()` make.
+   */
+  storeView(): StoreView;
+
+  /** `boot().agentStarts` without parsing the saved machine state. */
+  agentStarts(): number;
 
   /**
    * Marks a complete slot `staged` (its digest was verified by the caller). Allowed from

@@ -56,11 +56,12 @@ import {
   planSaveMachine,
   planSwitch,
   type StoreRows,
+  slotView,
   toBootRecord,
   type Write,
 } from './slot-rules.js';
 import { type BootRecord, SLOT_NAMES, type SlotInfo, type SlotStore, type SlotTarget } from './slot-store.js';
-import type { MachineState } from './update-types.js';
+import type { MachineState, StoreView } from './update-types.js';
 
 /** 2: the payload moved from the `chunk` table to a file per slot (a version 1 store is migrated at open). */
 const SCHEMA_VERSION = 2;
@@ -331,6 +332,20 @@ export class SqliteSlotStore implements SlotStore {
       at += piece.byteLength;
       yield piece;
     }
+  }
+
+  /** The pieces `chunks` yields are read from the file into fresh buffers already: no copy to save. */
+  chunkViews(slot: SlotName): Iterable<Uint8Array> {
+    return this.chunks(slot);
+  }
+
+  storeView(): StoreView {
+    const boot = this.bootRow();
+    return { active: boot.active, trial: boot.trial, A: slotView(this.slot('A')), B: slotView(this.slot('B')) };
+  }
+
+  agentStarts(): number {
+    return this.bootRow().agentStarts;
   }
 
   markStaged(slot: SlotName): void {

@@ -13,7 +13,6 @@ import type { SlotStore } from './slot-store.js';
 import { failure, INITIAL_STATE, step } from './update-machine.js';
 import type { Clock, Downloader, Link, RuntimePort } from './update-ports.js';
 import type {
-  ChunkViewSource,
   DesiredTarget,
   Effect,
   GateName,
@@ -21,7 +20,6 @@ import type {
   MachineEvent,
   MachineState,
   StoreView,
-  StoreViewSource,
 } from './update-types.js';
 
 export interface UpdateRunnerOptions {
@@ -406,8 +404,7 @@ export class UpdateRunner {
     let bytes = 0;
     try {
       const { store } = this.o;
-      const views = (store as SlotStore & Partial<ChunkViewSource>).chunkViews;
-      for (const chunk of views ? views.call(store, slot) : store.chunks(slot)) {
+      for (const chunk of store.chunkViews(slot)) {
         hash.update(chunk);
         bytes += chunk.byteLength;
         if (++n % 64 === 0) await new Promise((r) => setImmediate(r));
@@ -456,21 +453,11 @@ export class UpdateRunner {
   }
 
   private view(): StoreView {
-    const { store } = this.o;
-    const fast = (store as SlotStore & Partial<StoreViewSource>).storeView;
-    if (fast) return fast.call(store);
-    const slot = (n: SlotName) => {
-      const s = store.slot(n);
-      return { snapshot: s.snapshot, state: s.state, stored: s.stored, size: s.size };
-    };
-    const boot = store.boot();
-    return { active: boot.active, trial: boot.trial, A: slot('A'), B: slot('B') };
+    return this.o.store.storeView();
   }
 
   private agentStarts(): number {
-    const { store } = this.o;
-    const fast = (store as SlotStore & Partial<StoreViewSource>).agentStarts;
-    return fast ? fast.call(store) : store.boot().agentStarts;
+    return this.o.store.agentStarts();
   }
 
   /** The retained `reported` message (DESIGN.md "Topics"). */

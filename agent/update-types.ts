@@ -50,27 +50,6 @@ export interface StoreView {
   readonly B: SlotView;
 }
 
-/**
- * Optional on a SlotStore: the view straight from its rows. The runner reads the view on every
- * event and report; through `slot()` and `boot()` each read copies both manifests and parses the
- * saved machine state (agent/memory-slot-store.ts has it; without it the runner builds the view
- * from `slot()` and `boot()`).
- */
-export interface StoreViewSource {
-  storeView(): StoreView;
-  /** The boot record's agent starts during the trial, without parsing the saved machine state. */
-  agentStarts(): number;
-}
-
-/**
- * Optional on a SlotStore: a slot's stored chunks without the copies `chunks()` makes, for the
- * runner's digest check, which only reads them (agent/memory-slot-store.ts: a copy of the whole
- * payload per check, at every rollback, was garbage for nothing).
- */
-export interface ChunkViewSource {
-  chunkViews(slot: SlotName): Iterable<Uint8Array>;
-}
-
 /** The update being carried out. */
 export interface Target {
   readonly snapshot: string;

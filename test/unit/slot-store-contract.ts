@@ -216,6 +216,42 @@ export function slotStoreContract(name: string, factory: ContractFactory): void 
       });
     });
 
+    describe('storeView / agentStarts / chunkViews (what the update runner reads)', () => {
+      const viewFrom = (st: SlotStore) => {
+        const slot = (n: SlotName) => {
+          const i = st.slot(n);
+          return { snapshot: i.snapshot, state: i.state, stored: i.stored, size: i.size };
+        };
+        return { active: st.boot().active, trial: st.boot().trial, A: slot('A'), B: slot('B') };
+      };
+
+      it('equal what slot(), boot() and chunks() read, through a download, a switch, a restart and a commit', () => {
+        expect(s.storeView()).toEqual(viewFrom(s));
+        const payload = bytes(23, 3);
+        s.beginDownload('B', { snapshot: X, manifest: MANIFEST, size: 23, generation: 1 });
+        s.appendChunk('B', 0, payload.subarray(0, 10));
+        expect(s.storeView()).toEqual(viewFrom(s));
+        expect(s.storeView().B).toEqual({ snapshot: X, state: 'downloading', stored: 10, size: 23 });
+        s.appendChunk('B', 10, payload.subarray(10));
+        expect(Buffer.concat([...s.chunkViews('B')])).toEqual(Buffer.from(payload));
+        expect([...s.chunkViews('A')]).toEqual([]);
+        s.markStaged('B');
+        s.switchTo('B');
+        expect(s.storeView()).toEqual(viewFrom(s));
+        expect(s.storeView()).toMatchObject({ active: 'B', trial: true });
+        expect(s.countAgentStart()).toBe(1);
+        expect(s.agentStarts()).toBe(1);
+        reopen();
+        expect(s.agentStarts()).toBe(s.boot().agentStarts);
+        expect(s.storeView()).toEqual(viewFrom(s));
+        s.commit();
+        expect(s.storeView()).toEqual(viewFrom(s));
+        expect(s.agentStarts()).toBe(0);
+        s.close();
+        expect(() => s.storeView()).toThrow(/FG_STORE_CLOSED|closed/i);
+      });
+    });
+
     describe('markStaged / clearSlot', () => {
       it('stages only a complete slot', () => {
         s.beginDownload('B', { snapshot: X, manifest: MANIFEST, size: 6, generation: 1 });
