@@ -11,13 +11,13 @@
  * interpreter-only JavaScript costs.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'yaml';
 import { leanAgentModule } from '../cli/agent-bundle.js';
 import { AGENT_NODE_OPTIONS } from '../cli/agent-node-options.js';
-import { procStatusKiB, repoRoot, sleep, startBenchFleet, waitFor } from './kit.js';
+import { procCpuSeconds, procStatusKiB, repoRoot, sleep, startBenchFleet, waitFor } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 
 export interface AgentRssResult {
@@ -43,17 +43,6 @@ function agentArgv(entry: AgentEntry, configPath: string): string[] {
 
 /** The 60 MB of the goal, in MiB (the figure's unit). */
 const GOAL_MIB = 60e6 / 2 ** 20;
-
-/** utime + stime of a process, ms (/proc/<pid>/stat fields 14 and 15, in clock ticks of 10 ms). */
-function cpuTimeMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 export async function measureAgentRss(opts: {
   idleMs: number;
@@ -113,7 +102,7 @@ export async function measureAgentRss(opts: {
       50,
     );
     const toCommittedMs = performance.now() - started;
-    const cpuToCommittedMs = cpuTimeMs(pid);
+    const cpuToCommittedMs = procCpuSeconds(pid) * 1000;
     const rssMiB: number[] = [];
     for (let i = 0; i < opts.samples; i++) {
       await sleep(opts.idleMs / opts.samples);

@@ -49,6 +49,19 @@ export function tempDir(tag: string): string {
   return mkdtempSync(join(tmpdir(), `fg-bench-${tag}-`));
 }
 
+/** CPU seconds (user + system) a process has used so far; NaN where /proc is not there. */
+export function procCpuSeconds(pid: number): number {
+  try {
+    // The fields after the command name, which sits in parentheses and may hold spaces.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // proc(5): utime and stime are fields 14 and 15, in clock ticks (USER_HZ = 100 on Linux).
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** VmRSS (or another /proc/<pid>/status field) in KiB; NaN where /proc is not there. */
 export function procStatusKiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): number {
   try {

@@ -31,6 +31,7 @@ import {
   type BenchChild,
   exampleRuntimeFiles,
   forkBench,
+  procCpuSeconds,
   profilerCommands,
   silentLogger,
   sleep,
@@ -117,6 +118,11 @@ async function waitPhase(
   }
 }
 
+export interface PhaseCpu {
+  readonly manager: number;
+  readonly simulator: number;
+}
+
 export interface RolloutFleetResult {
   readonly devices: number;
   readonly sites: number;
@@ -126,9 +132,12 @@ export interface RolloutFleetResult {
   readonly rolloutPhase: string;
   readonly messages: number;
   readonly rolloutBytes: number;
+  /** CPU seconds of the manager (this process) and of the simulator's process in the phase. */
+  readonly rolloutCpuS: PhaseCpu;
   readonly rollbackS: number;
   readonly rollbackPhase: string;
   readonly rollbackBytes: number;
+  readonly rollbackCpuS: PhaseCpu;
   readonly cpuPct: number;
   /** The same without API requests (the first half of the steady window). */
   readonly quietPct: number;
@@ -142,6 +151,7 @@ export async function runRolloutFleet(
   opts: { steadyS: number; log: (l: string) => void },
 ): Promise<RolloutFleetResult> {
   const { log } = opts;
+  const perDevice = (cpuS: number) => `${cpuS.toFixed(1)} s = ${((cpuS / n) * 1e3).toFixed(2)} ms`;
   const dir = tempDir('rollout');
   let manager: RunningManager | null = null;
   let sim: BenchChild | null = null;
@@ -245,12 +255,14 @@ export async function runRolloutFleet(
     const bytes0 = m.service.stats().fetch.bytes;
     await profStart(s);
     const rc0 = process.cpuUsage();
+    const rs0 = procCpuSeconds(s.pid);
     const r0 = performance.now();
     const created = await m.rollouts.create({ plan });
     const id = created.rollout.id;
     const rolloutPhase = await waitPhase(m, id, ['completed'], 900_000, log);
     const rolloutS = (performance.now() - r0) / 1000;
     const rolloutCpuS = cpuSeconds(rc0);
+    const rolloutSimCpuS = procCpuSeconds(s.pid) - rs0;
     await profStop(`${n}-rollout`, s);
     const report = m.rollouts.get(id).report;
     for (const f of report.failures) log(`  failed: ${JSON.stringify(f).slice(0, 300)}`);
@@ -258,13 +270,14 @@ export async function runRolloutFleet(
     const messages = (await brokerMessages(http, token)) - msg0;
     const bytes1 = m.service.stats().fetch.bytes;
     log(
-      `rollout ${rolloutPhase} in ${rolloutS.toFixed(2)} s (${messages} messages, ${bytes1 - bytes0} bytes served; manager CPU ${rolloutCpuS.toFixed(1)} s, ${((rolloutCpuS / n) * 1e3).toFixed(2)} ms per device)`,
+      `rollout ${rolloutPhase} in ${rolloutS.toFixed(2)} s (${messages} messages, ${bytes1 - bytes0} bytes served; CPU per device: manager ${perDevice(rolloutCpuS)}, simulator ${perDevice(rolloutSimCpuS)})`,
     );
     await sleep(1_000);
 
     // (b) the rollback of the whole fleet.
     await profStart(s);
     const kc0 = process.cpuUsage();
+    const ks0 = procCpuSeconds(s.pid);
     const k0 = performance.now();
     const bytes2 = m.service.stats().fetch.bytes;
     // A rollout that stopped by itself is already rolling back: timed from here to its end.
@@ -272,10 +285,11 @@ export async function runRolloutFleet(
     const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 600_000, log);
     const rollbackS = (performance.now() - k0) / 1000;
     const rollbackCpuS = cpuSeconds(kc0);
+    const rollbackSimCpuS = procCpuSeconds(s.pid) - ks0;
     await profStop(`${n}-rollback`, s);
     const rollbackBytes = m.service.stats().fetch.bytes - bytes2;
     log(
-      `rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served (manager CPU ${rollbackCpuS.toFixed(1)} s, ${((rollbackCpuS / n) * 1e3).toFixed(2)} ms per device)`,
+      `rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served (CPU per device: manager ${perDevice(rollbackCpuS)}, simulator ${perDevice(rollbackSimCpuS)})`,
     );
 
     // (f) steady state: every device reports every 10 s; the API is polled every 100 ms, from a
@@ -322,9 +336,11 @@ export async function runRolloutFleet(
       rolloutPhase,
       messages,
       rolloutBytes: bytes1 - bytes0,
+      rolloutCpuS: { manager: rolloutCpuS, simulator: rolloutSimCpuS },
       rollbackS,
       rollbackPhase,
       rollbackBytes,
+      rollbackCpuS: { manager: rollbackCpuS, simulator: rollbackSimCpuS },
       cpuPct,
       quietPct,
       windowS,
@@ -373,6 +389,15 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
       unit: 'B',
       goal: { op: '<=', value: 0 },
     },
+    ...(['rollout', 'rollback'] as const).flatMap((phase) => {
+      const cpu = phase === 'rollout' ? r.rolloutCpuS : r.rollbackCpuS;
+      return (['manager', 'simulator'] as const).map((who) => ({
+        name: `${phase}: ${who} CPU per device`,
+        value: (cpu[who] / n) * 1e3,
+        unit: 'ms',
+        note: `${cpu[who].toFixed(1)} s in all${who === 'simulator' ? ' (its own process, /proc)' : ''}`,
+      }));
+    }),
     {
       name: `steady: manager CPU, ${n} devices reporting every 10 s`,
       value: r.cpuPct,

@@ -56,6 +56,8 @@ describe('benchmarks at tiny sizes', () => {
     expect(r.rollbackBytes).toBe(0);
     expect(r.rolloutBytes).toBeGreaterThan(0);
     expect(r.messages).toBeGreaterThan(0);
+    // The simulator's CPU is read from its process: 24 agents downloading 64 KiB each use some.
+    expect(r.rolloutCpuS.simulator).toBeGreaterThan(0);
     for (const f of rolloutFigures(r, '').filter((x) => !x.name.includes('API'))) {
       expect(finite(f.value), formatFigure(f)).toBe(true);
     }
