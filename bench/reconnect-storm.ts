@@ -309,7 +309,7 @@ export async function runStorm(
       );
     }
     log(
-      `${broker}: storm ${storm.r.seconds.toFixed(2)} s, ${storm.r.missing} missing, ${storm.r.refused} refused, ${storm.r.attempts} attempts, CPU broker ${storm.brokerCpuS.toFixed(1)} s, clients ${storm.clientCpuS.toFixed(1)} s; CONNACK p50/p99 ${storm.r.connackP50.toFixed(0)}/${storm.r.connackP99.toFixed(0)} ms, desired p50/p99 ${storm.r.desiredP50.toFixed(0)}/${storm.r.desiredP99.toFixed(0)} ms`,
+      `${broker}: storm ${storm.r.seconds.toFixed(2)} s, ${storm.r.missing} missing, ${storm.r.refused} refused, ${storm.r.attempts} attempts, CPU broker ${storm.brokerCpuS.toFixed(2)} s, clients ${storm.clientCpuS.toFixed(2)} s; CONNACK p50/p99 ${storm.r.connackP50.toFixed(0)}/${storm.r.connackP99.toFixed(0)} ms, desired p50/p99 ${storm.r.desiredP50.toFixed(0)}/${storm.r.desiredP99.toFixed(0)} ms`,
     );
     await sleep(1_000);
     const stormMem = await mem();

@@ -1,10 +1,12 @@
 /**
  * The device side of bench/reconnect-storm.ts, in its own process so the broker's event loop is
  * measured alone: N mqtt.js clients that behave as the agent's link does on every connect
- * (agent/mqtt-link.ts: client id `fg-<id>`, clean session, will = retained `lost` on `state`;
- * then retained `state` online and `reported` (QoS 1), `health` and `telemetry` (QoS 0),
- * SUBSCRIBE to its `desired` (QoS 1) and `chunk`), and that retry a refused or dropped connection with the agent's
- * backoff (full jitter, base 500 ms, cap 30 s). At most `window` connections are being set up at
+ * (agent/mqtt-link.ts: client id `fg-<id>`, persistent session (`clean: false`), will = retained
+ * `lost` on `state`; then retained `state` online and `reported` (QoS 1), `health` and
+ * `telemetry` (QoS 0), SUBSCRIBE to its `desired` (QoS 0) and `chunk` (QoS 1) again on every
+ * connect), and that retry a refused or dropped connection with the agent's backoff (full
+ * jitter, base 500 ms, cap 30 s). `FG_BENCH_STORM_CLEAN=1` connects with clean sessions instead
+ * (what the bench did before, for comparisons). At most `window` connections are being set up at
  * once (a listen backlog bigger than the kernel's would only add SYN retransmits). Done for a
  * device when its retained desired document arrived. Commands come over IPC (kit.ts serveParent).
  */
@@ -19,6 +21,8 @@ import { percentile } from './lib.js';
 
 /** agent/mqtt-link.ts DEFAULT_BACKOFF. */
 const AGENT_BACKOFF: BackoffOptions = { baseMs: 500, capMs: 30_000, floorMs: 100 };
+/** The agent's link keeps its session (`clean: false`, DESIGN.md "Decisions taken"). */
+const CLEAN = process.env.FG_BENCH_STORM_CLEAN === '1';
 
 interface Dev {
   readonly id: string;
@@ -152,7 +156,9 @@ function announce(d: Dev, c: MqttClient): void {
   for (const ch of ['state', 'reported', 'health', 'telemetry'] as const) {
     c.publish(d.topics[ch], JSON.stringify(m[ch]), opts(ch));
   }
-  c.subscribe({ [d.topics.desired]: { qos: 1 }, [d.topics.chunk]: { qos: 0 } });
+  // The agent's QoS (mqtt-link.ts onConnect): `desired` at 0 (the retained copy brings the latest
+  // document), `chunk` at 1 (kept in flight by the persistent session).
+  c.subscribe({ [d.topics.desired]: { qos: 0 }, [d.topics.chunk]: { qos: DEVICE_CHANNELS.chunk.qos } });
 }
 
 function runPhase(args: { url: string; window: number; timeoutMs: number; phase: number }): Promise<PhaseResult> {
@@ -208,7 +214,7 @@ function runPhase(args: { url: string; window: number; timeoutMs: number; phase:
       {
         clientId: `fg-${d.id}`,
         protocolVersion: 4,
-        clean: true,
+        clean: CLEAN,
         keepalive: 60,
         connectTimeout: 30_000,
         reconnectPeriod: 0,
