@@ -6,6 +6,11 @@
  * `setup` must be an `async function`); this class subclasses that implementation and overrides
  * only the retained methods, so everything else keeps upstream behaviour. It passes
  * aedes-persistence's own abstract suite (test/unit/broker-persistence-abstract.test.ts).
+ *
+ * It also counts the QoS > 0 packets queued per client, so `outgoingEmpty` can say without a
+ * stream that a connecting client has nothing queued: aedes (patched, patches/aedes+1.2.0.patch)
+ * then skips the offline queue's `pipeline()` on connect, which was 8 % of a reconnect storm's
+ * CPU (docs/broker.md "Persistence").
  */
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
@@ -19,8 +24,17 @@ export interface RetainedPacket {
 }
 
 /** The async persistence interface of aedes-persistence 11 (types/asyncPersistence.d.ts), as far as we touch it. */
+/** The client fields the outgoing-queue methods read. */
+interface ClientRef {
+  readonly id: string;
+}
+
 export interface AsyncPersistence {
   setup(broker: unknown): Promise<void>;
+  outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void>;
+  outgoingEnqueueCombi(subs: ReadonlyArray<{ clientId: string }>, packet: unknown): Promise<void>;
+  outgoingUpdate(client: ClientRef, packet: unknown): Promise<void>;
+  outgoingClearMessageId(client: ClientRef, packet: unknown): Promise<unknown>;
   storeRetained(packet: RetainedPacket): Promise<void>;
   createRetainedStream(pattern: string): Readable;
   createRetainedStreamCombi(patterns: string[]): Readable;
@@ -36,6 +50,13 @@ const UpstreamMemoryPersistence = require('aedes-persistence/asyncPersistence.js
 
 export class IndexedPersistence extends UpstreamMemoryPersistence {
   readonly #retained = new RetainedIndex<RetainedPacket>();
+  /**
+   * Packets in each client's outgoing queue, never fewer than upstream holds: an enqueue counts
+   * before upstream's (synchronous) append, a removal only once upstream says it removed one.
+   */
+  readonly #queued = new Map<string, number>();
+  /** How often outgoingEmpty said "empty" (tests: the patched aedes took the fast path). */
+  emptyQueueHits = 0;
 
   /** Lookup work counters of the retained index (for tests and benchmarks). */
   get retainedWork(): RetainedIndex<RetainedPacket>['work'] {
@@ -76,8 +97,41 @@ export class IndexedPersistence extends UpstreamMemoryPersistence {
     return Readable.from(out);
   }
 
+  override outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void> {
+    this.#count(sub.clientId, 1);
+    return super.outgoingEnqueue(sub, packet);
+  }
+
+  override outgoingEnqueueCombi(subs: ReadonlyArray<{ clientId: string }>, packet: unknown): Promise<void> {
+    for (const sub of subs) this.#count(sub.clientId, 1);
+    return super.outgoingEnqueueCombi(subs, packet);
+  }
+
+  override async outgoingClearMessageId(client: ClientRef, packet: unknown): Promise<unknown> {
+    const removed = await super.outgoingClearMessageId(client, packet);
+    if (removed !== undefined) this.#count(client.id, -1);
+    return removed;
+  }
+
+  /**
+   * True when nothing is queued for the client: its connect needs no offline-queue stream. Read by
+   * the patched aedes (emptyQueue in lib/handlers/connect.js); false sends it the upstream way.
+   */
+  outgoingEmpty(client: ClientRef): boolean {
+    const empty = !this.#queued.has(client.id);
+    if (empty) this.emptyQueueHits++;
+    return empty;
+  }
+
+  #count(clientId: string, delta: number): void {
+    const n = (this.#queued.get(clientId) ?? 0) + delta;
+    if (n > 0) this.#queued.set(clientId, n);
+    else this.#queued.delete(clientId);
+  }
+
   override async destroy(): Promise<void> {
     await super.destroy();
     this.#retained.clear();
+    this.#queued.clear();
   }
 }
