@@ -12,6 +12,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
+import type { AdmissionStats } from '../broker/admission.js';
 import type { FleetServiceApi } from './fleet-service.js';
 import type { RouteConfig } from './http/openapi.js';
 import type { RolloutService } from './rollout-service.js';
@@ -116,6 +117,8 @@ export interface ManagerMetricsOptions {
   readonly brokerMode: 'embedded' | 'external';
   /** The embedded broker (aedes), to count connections and messages. */
   readonly broker?: BrokerEvents | null;
+  /** The embedded broker's admission gate (broker/admission.ts): connections waiting, let in, refused. */
+  readonly admission?: () => AdmissionStats | null;
   /** Devices whose last reported failure has this category (the dashboard observer keeps it). */
   readonly failedDevices?: () => Readonly<Record<string, number>>;
   /** Open dashboard streams. */
@@ -286,6 +289,29 @@ export class ManagerMetrics {
       x.sample('fleetgate_broker_messages_total', this.broker.messages);
       x.family('fleetgate_broker_bytes_total', 'counter', 'Payload bytes published by clients to the embedded broker.');
       x.sample('fleetgate_broker_bytes_total', this.broker.bytes);
+    }
+    const gate = this.opts.admission?.();
+    if (gate) {
+      x.family('fleetgate_broker_admission_pending', 'gauge', 'New connections being set up (let in, no CONNACK yet).');
+      x.sample('fleetgate_broker_admission_pending', gate.pending);
+      x.family('fleetgate_broker_admission_queued', 'gauge', 'New connections waiting, unread, to be let in.');
+      x.sample('fleetgate_broker_admission_queued', gate.queued);
+      x.family(
+        'fleetgate_broker_admission_loop_delay_seconds',
+        'gauge',
+        'The event-loop delay the admission gate last measured (0 while it is idle).',
+      );
+      x.sample('fleetgate_broker_admission_loop_delay_seconds', gate.loopDelayMs / 1000);
+      x.family('fleetgate_broker_admission_admitted_total', 'counter', 'Connections the admission gate let in.');
+      x.sample('fleetgate_broker_admission_admitted_total', gate.admitted);
+      x.family('fleetgate_broker_admission_delayed_total', 'counter', 'Connections that waited before being let in.');
+      x.sample('fleetgate_broker_admission_delayed_total', gate.delayed);
+      x.family(
+        'fleetgate_broker_admission_refused_total',
+        'counter',
+        'Connections refused by the admission gate (queue full, waited too long, closing).',
+      );
+      x.sample('fleetgate_broker_admission_refused_total', gate.refused);
     }
 
     if (this.opts.streams) {

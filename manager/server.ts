@@ -307,6 +307,7 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       service,
       brokerMode: b.mode,
       broker: broker ? (broker.aedes as unknown as BrokerEvents) : null,
+      admission: () => broker?.admission() ?? null,
       failedDevices: () => observer?.failedByCategory() ?? {},
       streams: () => hub?.size ?? 0,
       rollouts,

@@ -154,6 +154,12 @@ describe('GET /metrics on a running manager', () => {
     expect(value(after, 'fleetgate_broker_connects_total')).toBeGreaterThanOrEqual(1);
     expect(value(after, 'fleetgate_broker_messages_total')).toBeGreaterThan(messages0);
     expect(value(after, 'fleetgate_broker_bytes_total')).toBeGreaterThan(0);
+    // The admission gate let the device in (broker/admission.ts); nothing waits or was refused.
+    expect(after.types.get('fleetgate_broker_admission_admitted_total')).toBe('counter');
+    expect(value(after, 'fleetgate_broker_admission_admitted_total')).toBeGreaterThanOrEqual(1);
+    expect(value(after, 'fleetgate_broker_admission_refused_total')).toBe(0);
+    expect(value(after, 'fleetgate_broker_admission_queued')).toBe(0);
+    expect(value(after, 'fleetgate_broker_admission_loop_delay_seconds')).toBeGreaterThanOrEqual(0);
     expect(value(after, 'fleetgate_ingest_messages_total')).toBeGreaterThan(ingest0);
     expect(value(after, 'fleetgate_ingest_flushes_total')).toBeGreaterThan(0);
     expect(value(after, 'fleetgate_fetch_chunks_total')).toBeGreaterThan(0);
