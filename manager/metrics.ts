@@ -292,26 +292,28 @@ export class ManagerMetrics {
     }
     const gate = this.opts.admission?.();
     if (gate) {
-      x.family('fleetgate_broker_admission_pending', 'gauge', 'New connections being set up (let in, no CONNACK yet).');
-      x.sample('fleetgate_broker_admission_pending', gate.pending);
-      x.family('fleetgate_broker_admission_queued', 'gauge', 'New connections waiting, unread, to be let in.');
-      x.sample('fleetgate_broker_admission_queued', gate.queued);
-      x.family(
-        'fleetgate_broker_admission_loop_delay_seconds',
-        'gauge',
-        'The event-loop delay the admission gate last measured (0 while it is idle).',
-      );
-      x.sample('fleetgate_broker_admission_loop_delay_seconds', gate.loopDelayMs / 1000);
-      x.family('fleetgate_broker_admission_admitted_total', 'counter', 'Connections the admission gate let in.');
-      x.sample('fleetgate_broker_admission_admitted_total', gate.admitted);
-      x.family('fleetgate_broker_admission_delayed_total', 'counter', 'Connections that waited before being let in.');
-      x.sample('fleetgate_broker_admission_delayed_total', gate.delayed);
-      x.family(
-        'fleetgate_broker_admission_refused_total',
-        'counter',
-        'Connections refused by the admission gate (queue full, waited too long, closing).',
-      );
-      x.sample('fleetgate_broker_admission_refused_total', gate.refused);
+      const families: ReadonlyArray<readonly [string, MetricType, string, number]> = [
+        ['pending', 'gauge', 'New connections being set up (let in, no CONNACK yet).', gate.pending],
+        ['queued', 'gauge', 'New connections waiting, unread, to be let in.', gate.queued],
+        [
+          'loop_delay_seconds',
+          'gauge',
+          'The event-loop delay the admission gate last measured (0 while it is idle).',
+          gate.loopDelayMs / 1000,
+        ],
+        ['admitted_total', 'counter', 'Connections the admission gate let in.', gate.admitted],
+        ['delayed_total', 'counter', 'Connections that waited before being let in.', gate.delayed],
+        [
+          'refused_total',
+          'counter',
+          'Connections refused by the admission gate (queue full, waited too long, closing).',
+          gate.refused,
+        ],
+      ];
+      for (const [suffix, type, help, value] of families) {
+        x.family(`fleetgate_broker_admission_${suffix}`, type, help);
+        x.sample(`fleetgate_broker_admission_${suffix}`, value);
+      }
     }
 
     if (this.opts.streams) {
