@@ -26,6 +26,7 @@ import {
   type Transport,
 } from './listeners.js';
 import { localClient } from './local-client.js';
+import { dropClientSysEvents } from './sys-events.js';
 import type { AuthContext, BrokerAddresses, BrokerOptions, EmbeddedBroker, Principal } from './types.js';
 
 export const DEFAULT_MAX_CONNECTIONS = 15_000;
@@ -343,6 +344,8 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
     },
   });
   guardBusRecursion((aedes as unknown as { mq: unknown }).mq);
+  // No one here can receive aedes' per-client $SYS messages (sys-events.ts): three per connect.
+  dropClientSysEvents(aedes);
   // aedes emits 'error' for persistence failures; unhandled, an EventEmitter error would crash the process.
   (aedes as unknown as NodeJS.EventEmitter).on('error', (e: Error) =>
     log.error({ code: 'FG_INTERNAL', err: e }, 'aedes error'),
