@@ -42,7 +42,8 @@ export function hasWildcard(filter: string): boolean {
 }
 
 export class RetainedIndex<T> {
-  readonly #byTopic = new Map<string, T>();
+  /** Topic name -> its trie node (whose value is set): a replaced topic needs no trie walk. */
+  readonly #byTopic = new Map<string, TrieNode<T>>();
   readonly #root: TrieNode<T> = newNode();
   readonly work: RetainedIndexWork = { exactProbes: 0, nodesVisited: 0 };
 
@@ -51,12 +52,17 @@ export class RetainedIndex<T> {
   }
 
   get(topic: string): T | undefined {
-    return this.#byTopic.get(topic);
+    return this.#byTopic.get(topic)?.value;
   }
 
   /** Stores (or replaces) the value of a topic name. */
   set(topic: string, value: T): void {
-    this.#byTopic.set(topic, value);
+    // A device stores the same four retained topics on every connect: replace in place.
+    const known = this.#byTopic.get(topic);
+    if (known !== undefined) {
+      known.value = value;
+      return;
+    }
     let node = this.#root;
     for (const level of topic.split(SEPARATOR)) {
       if (node.children === null) node.children = new Map();
@@ -68,6 +74,7 @@ export class RetainedIndex<T> {
       node = child;
     }
     node.value = value;
+    this.#byTopic.set(topic, node);
   }
 
   /** Removes a topic; prunes the trie branches left empty so deleted devices leave no residue. */
@@ -107,7 +114,7 @@ export class RetainedIndex<T> {
   match(filter: string): T[] {
     if (!hasWildcard(filter)) {
       this.work.exactProbes++;
-      const value = this.#byTopic.get(filter);
+      const value = this.#byTopic.get(filter)?.value;
       return value === undefined ? [] : [value];
     }
     const levels = filter.split(SEPARATOR);
