@@ -5,8 +5,9 @@
  * `lost` on `state`; then retained `state` online and `reported` (QoS 1), `health` and
  * `telemetry` (QoS 0), SUBSCRIBE to its `desired` (QoS 0) and `chunk` (QoS 1) again on every
  * connect), and that retry a refused or dropped connection with the agent's backoff (full
- * jitter, base 500 ms, cap 30 s). `FG_BENCH_STORM_CLEAN=1` connects with clean sessions instead
- * (what the bench did before, for comparisons). At most `window` connections are being set up at
+ * jitter, base 500 ms, cap 30 s). For comparisons with what the bench did before:
+ * `FG_BENCH_STORM_CLEAN=1` connects with clean sessions, `FG_BENCH_STORM_DESIRED_QOS=1` subscribes
+ * to `desired` at QoS 1 and `chunk` at QoS 0. At most `window` connections are being set up at
  * once (a listen backlog bigger than the kernel's would only add SYN retransmits). Done for a
  * device when its retained desired document arrived. Commands come over IPC (kit.ts serveParent).
  */
@@ -23,6 +24,11 @@ import { percentile } from './lib.js';
 const AGENT_BACKOFF: BackoffOptions = { baseMs: 500, capMs: 30_000, floorMs: 100 };
 /** The agent's link keeps its session (`clean: false`, DESIGN.md "Decisions taken"). */
 const CLEAN = process.env.FG_BENCH_STORM_CLEAN === '1';
+/** The agent subscribes to `desired` at QoS 0 and `chunk` at QoS 1 (mqtt-link.ts onConnect). */
+const SUBS_QOS =
+  process.env.FG_BENCH_STORM_DESIRED_QOS === '1'
+    ? ({ desired: 1, chunk: 0 } as const)
+    : ({ desired: 0, chunk: DEVICE_CHANNELS.chunk.qos } as const);
 
 interface Dev {
   readonly id: string;
@@ -158,7 +164,7 @@ function announce(d: Dev, c: MqttClient): void {
   }
   // The agent's QoS (mqtt-link.ts onConnect): `desired` at 0 (the retained copy brings the latest
   // document), `chunk` at 1 (kept in flight by the persistent session).
-  c.subscribe({ [d.topics.desired]: { qos: 0 }, [d.topics.chunk]: { qos: DEVICE_CHANNELS.chunk.qos } });
+  c.subscribe({ [d.topics.desired]: { qos: SUBS_QOS.desired }, [d.topics.chunk]: { qos: SUBS_QOS.chunk } });
 }
 
 function runPhase(args: { url: string; window: number; timeoutMs: number; phase: number }): Promise<PhaseResult> {
