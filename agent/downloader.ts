@@ -15,6 +15,9 @@
  * one round trip instead of one per 8 chunks. A chunk times out only when nothing at all arrived
  * for `timeoutMs`: with that much in flight, a slow link (a 1 Mbit/s uplink needs 30 s for
  * 4 MiB) would otherwise time the last chunks of the window out while they are still coming.
+ * So a download has ONE timer, re-armed when a chunk arrives or requests go out; when it fires,
+ * every request still out is asked again (a retry each). One timer per request, all re-armed at
+ * every chunk, cost 136 timer pairs per 16-chunk download (docs/benchmarks.md "chunk-transfer").
  */
 import type { Logger } from 'pino';
 import { decodeChunk, encodeFetch, LIMITS } from '../protocol/messages.js';
@@ -58,7 +61,6 @@ interface Pending {
   readonly offset: number;
   readonly length: number;
   retries: number;
-  timer: unknown;
   bytes: Uint8Array | undefined;
 }
 
@@ -72,6 +74,8 @@ interface Active {
   inFlight: number;
   written: number;
   writing: boolean;
+  /** Fires when nothing arrived for `timeoutMs` (the file comment). */
+  timer: unknown;
   resolve: (r: Result<void>) => void;
 }
 
@@ -122,9 +126,11 @@ export class ChunkDownloader {
         inFlight: 0,
         written: job.offset,
         writing: false,
+        timer: undefined,
         resolve,
       };
       this.fill();
+      this.arm(this.active);
     });
   }
 
@@ -143,14 +149,9 @@ export class ChunkDownloader {
   resume(sessionPresent = false): void {
     const a = this.active;
     if (!a) return;
-    for (const p of a.pending.values()) {
-      if (p.bytes) continue;
-      if (sessionPresent) {
-        this.clearTimer(p.timer);
-        p.timer = this.setTimer(() => this.onTimeout(a, p), this.timeoutMs);
-      } else this.request(a, p);
-    }
+    if (!sessionPresent) for (const p of a.pending.values()) if (!p.bytes) this.request(a, p);
     this.fill();
+    this.arm(a);
   }
 
   /** Feed every message received on the device's `chunk` topic here. */
@@ -183,36 +184,33 @@ export class ChunkDownloader {
       );
       return;
     }
-    this.clearTimer(p.timer);
     p.bytes = msg.bytes;
     a.inFlight--;
-    // Progress: the requests still out get a full timeout from now (see the file comment).
-    for (const q of a.pending.values()) {
-      if (q.bytes) continue;
-      this.clearTimer(q.timer);
-      q.timer = this.setTimer(() => this.onTimeout(a, q), this.timeoutMs);
-    }
     // Ask for the next chunk before this one is written: the request travels while the sink works.
     this.fill();
+    // Progress: the requests still out get a full timeout from now (see the file comment).
+    this.arm(a);
     void this.drain(a);
   }
 
-  private fill(): void {
+  /** Asks for chunks up to the window; returns whether it asked for any. */
+  private fill(): boolean {
     const a = this.active;
-    if (!a || !this.link.connected) return;
+    if (!a || !this.link.connected) return false;
+    let asked = false;
     while (a.inFlight < this.window && a.pending.size < this.window + BUFFERED_EXTRA && a.nextRequest < a.job.size) {
       const length = Math.min(this.chunkSize, a.job.size - a.nextRequest);
-      const p: Pending = { offset: a.nextRequest, length, retries: 0, timer: undefined, bytes: undefined };
+      const p: Pending = { offset: a.nextRequest, length, retries: 0, bytes: undefined };
       a.pending.set(p.offset, p);
       a.inFlight++;
       a.nextRequest += length;
       this.request(a, p);
+      asked = true;
     }
+    return asked;
   }
 
   private request(a: Active, p: Pending): void {
-    this.clearTimer(p.timer);
-    p.timer = this.setTimer(() => this.onTimeout(a, p), this.timeoutMs);
     if (!this.link.connected) return; // resume() asks again
     const msg = encodeFetch({ snapshot: a.job.snapshot, offset: p.offset, length: p.length });
     this.link.publish('fetch', msg).catch(() => {
@@ -220,18 +218,29 @@ export class ChunkDownloader {
     });
   }
 
-  private onTimeout(a: Active, p: Pending): void {
-    if (this.active !== a || p.bytes) return;
-    if (!this.link.connected) {
-      // Offline time does not count against the chunk: wait for resume().
-      p.timer = this.setTimer(() => this.onTimeout(a, p), this.timeoutMs);
-      return;
+  /** The download's one timer, from now (the file comment). */
+  private arm(a: Active): void {
+    this.clearTimer(a.timer);
+    a.timer = this.setTimer(() => this.onTimeout(a), this.timeoutMs);
+  }
+
+  private onTimeout(a: Active): void {
+    if (this.active !== a) return;
+    a.timer = undefined;
+    const out = [...a.pending.values()].filter((p) => !p.bytes);
+    // Nothing out: the chunks are all in, waiting for the sink; new requests arm the timer again.
+    if (out.length === 0) return;
+    // Offline time does not count against the chunks: wait for resume().
+    if (this.link.connected) {
+      for (const p of out) {
+        if (++p.retries > this.maxRetries) {
+          this.finish(err('FG_DOWNLOAD_TIMEOUT', `no answer for offset ${p.offset} after ${this.maxRetries} retries`));
+          return;
+        }
+        this.request(a, p);
+      }
     }
-    if (++p.retries > this.maxRetries) {
-      this.finish(err('FG_DOWNLOAD_TIMEOUT', `no answer for offset ${p.offset} after ${this.maxRetries} retries`));
-      return;
-    }
-    this.request(a, p);
+    this.arm(a);
   }
 
   private async drain(a: Active): Promise<void> {
@@ -252,7 +261,8 @@ export class ChunkDownloader {
           this.finish(ok(undefined));
           return;
         }
-        this.fill();
+        // Requests that go out now get a full timeout, whatever the sink took.
+        if (this.fill()) this.arm(a);
       }
     } catch (e) {
       if (this.active === a) this.finish(err('FG_STORAGE_WRITE', e instanceof Error ? e.message : String(e)));
@@ -265,7 +275,7 @@ export class ChunkDownloader {
     const a = this.active;
     if (!a) return;
     this.active = undefined;
-    for (const p of a.pending.values()) this.clearTimer(p.timer);
+    this.clearTimer(a.timer);
     a.resolve(r);
   }
 }

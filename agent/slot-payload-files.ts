@@ -47,6 +47,12 @@ export class PayloadFiles {
   private readonly fds: Record<SlotName, number>;
   /** Files that may hold bytes not yet on disk (written since their last sync). */
   private readonly unsynced = new Set<SlotName>();
+  /**
+   * Each file's length as this process left it (it is the only writer): a downloading slot's count
+   * is its file's length (agent/sqlite-slot-store.ts), read on every append and every read of the
+   * slot. Unknown (read with fstat) after a call that failed part-way.
+   */
+  private readonly lengths: Partial<Record<SlotName, number>> = {};
 
   /** Opens (creating if needed) both files of the store at `dbPath`. */
   constructor(
@@ -74,17 +80,25 @@ export class PayloadFiles {
   }
 
   length(slot: SlotName): number {
-    return fstatSync(this.fds[slot]).size;
+    let n = this.lengths[slot];
+    if (n === undefined) {
+      n = fstatSync(this.fds[slot]).size;
+      this.lengths[slot] = n;
+    }
+    return n;
   }
 
   /** Writes all of `bytes` at `position` (a regular file may take fewer bytes per call than asked). */
   write(slot: SlotName, bytes: Uint8Array, position: number): void {
     this.unsynced.add(slot);
+    const was = this.length(slot);
+    this.lengths[slot] = undefined;
     for (let done = 0; done < bytes.byteLength; ) {
       const n = this.io.write(this.fds[slot], bytes, done, bytes.byteLength - done, position + done);
       if (n <= 0) throw new Error(`payload file of slot ${slot}: wrote nothing at ${position + done}`);
       done += n;
     }
+    this.lengths[slot] = Math.max(was, position + bytes.byteLength);
   }
 
   /** Fills `into` from `position`; a file that ends first is FG_STORE_CORRUPT. */
@@ -99,7 +113,9 @@ export class PayloadFiles {
   }
 
   truncate(slot: SlotName, length: number): void {
+    this.lengths[slot] = undefined;
     this.io.truncate(this.fds[slot], length);
+    this.lengths[slot] = length;
   }
 
   /** Cuts the file to `length` if it is longer; never throws (what is past the count is never read). */

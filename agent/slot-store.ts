@@ -89,10 +89,11 @@ export interface SlotStore {
 
   /**
    * Appends `bytes` at `offset` to a `downloading` slot and returns the new `stored` count. The
-   * chunk and the new count are one transaction, so after a crash `stored` is exactly the number
-   * of bytes that survive. Throws FG_CHUNK_OFFSET unless `offset === stored`, FG_PAYLOAD_SIZE_MISMATCH
-   * if the chunk would pass the signed size ("never accepts more bytes than the signed size"),
-   * FG_SLOT_STATE if the slot is not `downloading`.
+   * chunk and the new count are never apart (one transaction, or a count that is the payload
+   * file's length), so after a crash `stored` is exactly the number of bytes that survive.
+   * Throws FG_CHUNK_OFFSET unless `offset === stored`, FG_PAYLOAD_SIZE_MISMATCH if the chunk would
+   * pass the signed size ("never accepts more bytes than the signed size"), FG_SLOT_STATE if the
+   * slot is not `downloading`.
    */
   appendChunk(slot: SlotName, offset: number, bytes: Uint8Array): number;
 

@@ -9,34 +9,44 @@
  * pragma.html#pragma_synchronous); both pragmas are set and read back at open, and the store
  * refuses to open (FG_STORE_DURABILITY) if either did not take.
  *
- * Payload: the bytes go to the slot's file at their offset; the slot row's `stored` counts the
- * bytes that are there, and is advanced in the same SQLite transaction, after the file write has
- * returned. SQLite wrote every 4 KiB page of a payload twice (WAL, then checkpoint), two syscalls
- * and a copy each, serial with receiving: most of a download's device CPU (docs/benchmarks.md
- * "chunk-transfer"). A file takes one `pwrite` per chunk. The rules that keep the pair consistent:
- * - the file is never shorter than `stored` while the process runs; a failed chunk (a full disk,
- *   a failed count update) truncates the file back to `stored` — nothing half-written is kept;
- * - emptying a slot (`beginDownload`, `clearSlot`) commits the row first and truncates the file
- *   after: a crash in between leaves bytes past `stored`, never a count without its bytes;
- * - at open, every file is cut to its slot's `stored` (a crash between a file write and its count,
- *   or before a truncation); a file SHORTER than `stored` can only follow a power loss (below),
- *   and a downloading slot then resumes from the file's length;
- * - every FULL commit (anything but an append) first fdatasyncs the files written since their
- *   last sync, and `markStaged` its slot's file: as with the WAL's order when chunks were rows,
- *   nothing saved after a chunk (the machine's "verifying", a staged slot) can survive a power
- *   cut that the chunk did not.
+ * Payload: the bytes go to the slot's file at their offset. SQLite wrote every 4 KiB page of a
+ * payload twice (WAL, then checkpoint), two syscalls and a copy each, serial with receiving: most
+ * of a download's device CPU (docs/benchmarks.md "chunk-transfer"). A file takes one `pwrite` per
+ * chunk, and nothing else: a chunk is not a SQLite transaction. The count of bytes stored is
+ * - for a `downloading` slot, its file's length (the slot row's `stored` is only a lower bound:
+ *   the count when the row was last written). A committed count per chunk (a NORMAL commit, its
+ *   WAL frame and its locks: ~40% of the store's time per chunk) bought nothing a file's length
+ *   does not say: a process crash keeps every byte written, so the file holds exactly the chunks
+ *   that survive, and the download resumes from its end (a kill in the middle of a `pwrite` may
+ *   leave the first pages of a chunk: still a prefix of the payload, resumed from that offset);
+ * - for any other state, the row's `stored`, written by the commit that left `downloading`
+ *   (`markStaged` syncs the file before it) and never changed while the slot holds that snapshot.
+ * The rules that keep the pair consistent:
+ * - a failed chunk (a full disk) truncates the file back to its length before the write: nothing
+ *   half-written is kept;
+ * - `beginDownload` empties the file (truncate + fdatasync) inside its transaction, before the
+ *   commit: the old payload's bytes must never count for the new download. Its guards (not the
+ *   active slot, no trial) run first, so the slot it empties is never one the device runs or
+ *   may roll back to; if the commit then fails, the old row names bytes that are gone and the
+ *   next open empties it (below);
+ * - `clearSlot` commits the row first and truncates the file after: a crash in between leaves
+ *   bytes past `stored` of an empty slot, never a count without its bytes;
+ * - at open, a file is cut to its slot's `stored` (a crash before a truncation), except a
+ *   downloading slot's, which counts as it is (cut to the signed size at most); a complete slot's
+ *   file SHORTER than `stored` can only follow a disk that lost synced data (below);
+ * - every FULL commit (all of them: appends commit nothing) first fdatasyncs the files written
+ *   since their last sync, and `markStaged` its slot's file: nothing saved after a chunk (the
+ *   machine's "verifying", a staged slot) can survive a power cut that the chunk did not.
  *
- * Chunk appends commit with synchronous=NORMAL and do not sync the file (one fsync per chunk was
- * most of a download's time). A process crash loses nothing (the bytes and the count are in the
- * OS's cache). A power loss or OS crash may lose the last chunks and, independently, the last
- * count updates: `stored` then goes back (whole transactions) or the file comes back shorter
- * (handled at open) — or, on a file system that does not order data before size, holding
- * zeros. The download resumes from what is left; the payload's SHA-256 is checked before
- * `markStaged`, so a damaged prefix fails verification (the update is abandoned and retried)
- * and is never staged. A power cut cannot damage a staged slot: its file was synced before the
- * commit that staged it (found by the power-loss campaign, docs/reliability.md: without the sync
- * before every FULL commit, an image saved in "verifying" lost payload bytes and the update was
- * abandoned instead of finished).
+ * Appends do not sync the file (one fsync per chunk was most of a download's time). A process
+ * crash loses nothing (the bytes are in the OS's cache). A power loss or OS crash may lose the
+ * last chunks: the file comes back shorter — or, on a file system that does not order data
+ * before size, holding zeros. The download resumes from what is left; the payload's SHA-256 is
+ * checked before `markStaged`, so a damaged prefix fails verification (the update is abandoned
+ * and retried) and is never staged. A power cut cannot damage a staged slot: its file was synced
+ * before the commit that staged it (found by the power-loss campaign, docs/reliability.md:
+ * without the sync before every FULL commit, an image saved in "verifying" lost payload bytes
+ * and the update was abandoned instead of finished).
  */
 import Database from 'better-sqlite3';
 import { LIMITS, type SlotName, type SlotState } from '../protocol/messages.js';
@@ -148,8 +158,11 @@ export class SqliteSlotStore implements SlotStore {
   private readonly files: PayloadFiles;
   /** Plans and applies one operation; returns the slots whose files to empty once it committed. */
   private readonly apply: Database.Transaction<(plan: (rows: StoreRows) => Write[]) => SlotName[]>;
-  /** The slot rows the current transaction's plan read (see `writeNow`). */
-  private seen: Partial<Record<SlotName, SlotInfo>> = {};
+  /**
+   * The row of the slot the last append wrote to, as committed: only a transaction of this store
+   * changes a row (it clears this), so the appends of a download read SQLite once, not per chunk.
+   */
+  private appending: SlotInfo | undefined;
 
   /**
    * Opens (creating if needed) the store at `path` and its payload files, and brings each file
@@ -184,7 +197,6 @@ export class SqliteSlotStore implements SlotStore {
         `UPDATE slot SET snapshot = @snapshot, manifest = @manifest, state = @state, size = @size,
          stored = @stored, generation = @generation WHERE name = @name`,
       ),
-      putStored: db.prepare<[number, SlotName]>('UPDATE slot SET stored = ? WHERE name = ?'),
       putBoot: db.prepare(
         `UPDATE boot SET active = @active, previous = @previous, trial = @trial, agent_starts = @agentStarts,
          runtime_starts = @runtimeStarts, generation = @generation, machine = @machine WHERE id = 1`,
@@ -194,13 +206,21 @@ export class SqliteSlotStore implements SlotStore {
          ON CONFLICT (snapshot) DO UPDATE SET generation = max(generation, excluded.generation)`,
       ),
     };
-    // Made once: better-sqlite3 builds a transaction wrapper with several closures (an append
-    // runs once per chunk).
     this.apply = db.transaction((plan: (rows: StoreRows) => Write[]) => {
+      const writes = plan(this.rows());
       const empty: SlotName[] = [];
-      for (const w of plan(this.rows())) {
-        if (w.kind === 'clear-chunks') empty.push(w.slot);
-        else this.writeNow(w);
+      const emptyNow: SlotName[] = [];
+      for (const w of writes) {
+        if (w.kind !== 'clear-chunks') this.writeNow(w);
+        else if (writes.some((x) => x.kind === 'slot' && x.row.name === w.slot && x.row.state === 'downloading'))
+          emptyNow.push(w.slot);
+        else empty.push(w.slot);
+      }
+      // A slot that starts downloading counts its file's length: the old bytes go, durably, before
+      // the commit (the file comment). Last, so only a failed commit can follow them.
+      for (const s of emptyNow) {
+        this.files.truncate(s, 0);
+        this.files.sync(s);
       }
       return empty;
     });
@@ -237,26 +257,29 @@ export class SqliteSlotStore implements SlotStore {
 
   /** Brings each payload file to its slot's count (see the file comment), before any other call. */
   private reconcile(): void {
-    const rows = this.rows();
+    const boot = this.bootRow();
     for (const s of SLOT_NAMES) {
-      const slot = rows.slots[s];
-      // A process that crashed may have left its last chunks in the page cache only.
-      if (slot.state === 'downloading') this.files.markUnsynced(s);
+      const slot = this.slotRow(s);
       const length = this.files.length(s);
+      if (slot.state === 'downloading') {
+        // A process that crashed may have left its last chunks in the page cache only.
+        this.files.markUnsynced(s);
+        // The file is the count; bytes past the signed size are no payload (a hand outside the agent).
+        if (slot.size !== null && length > slot.size) this.files.truncate(s, slot.size);
+        // Shorter than the row: a power loss took chunks the row had counted. The row follows, so it
+        // never names more bytes than there are.
+        else if (length < slot.stored) this.writeNow({ kind: 'slot', row: { ...slot, stored: length } });
+        continue;
+      }
       if (length > slot.stored) {
         this.files.truncate(s, slot.stored);
         continue;
       }
       if (length === slot.stored) continue;
-      // Shorter: only a power loss during a download (or a hand outside the agent) does this.
-      if (slot.state === 'downloading') {
-        this.writeNow({ kind: 'slot', row: { ...slot, stored: length } });
-        continue;
-      }
       // Any other state was synced before the commit that staged it: its bytes are missing only
       // if the disk lost synced data. The running slot and the rollback target cannot be repaired
       // here; any other slot is emptied, so nothing incomplete is ever switched to.
-      if (rows.boot.active === s || (rows.boot.trial && rows.boot.previous === s)) {
+      if (boot.active === s || (boot.trial && boot.previous === s)) {
         throw FleetgateError.of(
           'FG_STORE_CORRUPT',
           `slot ${s} (${slot.state}) records ${slot.stored} bytes, its payload file holds ${length}`,
@@ -282,6 +305,13 @@ export class SqliteSlotStore implements SlotStore {
   }
 
   slot(name: SlotName): SlotInfo {
+    const row = this.slotRow(name);
+    // A downloading slot's count is its file's length (the file comment).
+    return row.state === 'downloading' ? { ...row, stored: this.files.length(name) } : row;
+  }
+
+  /** The slot row as committed (`stored` of a downloading slot: a lower bound). */
+  private slotRow(name: SlotName): SlotInfo {
     this.guard();
     const r = this.stmt.slot.get(name);
     if (!r) throw FleetgateError.of('FG_STORE_CORRUPT', `slot ${name} row is missing`);
@@ -296,25 +326,30 @@ export class SqliteSlotStore implements SlotStore {
     this.tx((rows) => planBeginDownload(rows, slot, target));
   }
 
+  /**
+   * One `pwrite`, no transaction: the slot's count is its file's length (the file comment). The
+   * plan's count update is therefore not written; its checks (state, offset, signed size) hold.
+   */
   appendChunk(slot: SlotName, offset: number, bytes: Uint8Array): number {
-    let stored = 0;
     this.guard();
-    // NORMAL for this one commit only (see the file comment); FULL is back before anything else
-    // runs. Not a prepared statement: SQLite applies the pragma when it compiles it, not on each run.
-    this.db.pragma('synchronous = NORMAL');
-    try {
-      this.tx(
-        (rows) => {
-          const writes = planAppendChunk(rows, slot, offset, bytes);
-          stored = rows.slots[slot].stored + bytes.byteLength;
-          return writes;
-        },
-        { append: true },
-      );
-    } finally {
-      this.db.pragma('synchronous = FULL');
+    let row = this.appending;
+    if (row?.name !== slot) {
+      row = this.slotRow(slot);
+      this.appending = row;
     }
-    return stored;
+    const rows = this.rows(row.state === 'downloading' ? { ...row, stored: this.files.length(slot) } : row);
+    const was = rows.slots[slot].stored;
+    for (const w of planAppendChunk(rows, slot, offset, bytes)) {
+      if (w.kind !== 'chunk') continue;
+      try {
+        this.files.write(w.slot, w.bytes, w.offset);
+      } catch (e) {
+        // A full disk may have taken part of the chunk: nothing half-written is kept.
+        this.files.cutTo(slot, was);
+        throw new FleetgateError(err('FG_STORAGE_WRITE', ioMessage(e)).error, { cause: e });
+      }
+    }
+    return was + bytes.byteLength;
   }
 
   readPayload(slot: SlotName): Uint8Array {
@@ -416,10 +451,10 @@ export class SqliteSlotStore implements SlotStore {
   }
 
   /**
-   * The rows a plan reads, each read when the plan first asks for it (an append reads one slot
-   * row, not three rows: it runs once per chunk).
+   * The rows a plan reads, each read when the plan first asks for it; `known`: a slot the caller
+   * has read already.
    */
-  private rows(): StoreRows {
+  private rows(known?: SlotInfo): StoreRows {
     const read = <T>(get: () => T): (() => T) => {
       let v: { value: T } | undefined;
       return () => {
@@ -427,10 +462,8 @@ export class SqliteSlotStore implements SlotStore {
         return v.value;
       };
     };
-    const seen: Partial<Record<SlotName, SlotInfo>> = {};
-    this.seen = seen;
-    const a = read(() => (seen.A = this.slot('A')));
-    const b = read(() => (seen.B = this.slot('B')));
+    const a = read(() => (known?.name === 'A' ? known : this.slot('A')));
+    const b = read(() => (known?.name === 'B' ? known : this.slot('B')));
     const boot = read(() => this.bootRow());
     return {
       slots: {
@@ -450,21 +483,21 @@ export class SqliteSlotStore implements SlotStore {
   /**
    * Reads, plans and writes inside one IMMEDIATE transaction (the write lock is taken before the
    * read, so nothing changes between plan and write). A refusal from the plan or any SQLite or
-   * file error rolls everything back — a payload file written in it is cut back to its slot's
-   * count — and storage errors surface as FG_STORAGE_WRITE. Payload files are emptied only after
-   * the commit (the file comment says why).
+   * file error rolls everything back, and storage errors surface as FG_STORAGE_WRITE. No
+   * transaction writes payload bytes (appends are no transaction); a file is emptied after the
+   * commit, or before it for a download that starts (the file comment says why).
    */
-  private tx(plan: (rows: StoreRows) => Write[], opts: { append?: boolean } = {}): void {
+  private tx(plan: (rows: StoreRows) => Write[]): void {
     this.guard();
+    this.appending = undefined;
     // A FULL commit makes every chunk before it durable, as the WAL's order did when chunks were
     // rows: the machine state saved after a download ("verifying") must not survive a power cut
     // that its payload did not (the file comment).
-    if (!opts.append) this.syncPayload();
+    this.syncPayload();
     let empty: SlotName[];
     try {
       empty = this.apply.immediate(plan);
     } catch (e) {
-      this.cutBack();
       if (e instanceof FleetgateError) throw e;
       throw new FleetgateError(err('FG_STORAGE_WRITE', ioMessage(e)).error, { cause: e });
     }
@@ -482,43 +515,14 @@ export class SqliteSlotStore implements SlotStore {
     }
   }
 
-  /** After a rolled-back transaction: each file back to its slot's count, as if the write never ran. */
-  private cutBack(): void {
-    for (const s of SLOT_NAMES) {
-      let stored: number;
-      try {
-        stored = this.slot(s).stored;
-      } catch {
-        continue; // cut at the next open
-      }
-      this.files.cutTo(s, stored);
-    }
-  }
-
   private writeNow(w: Exclude<Write, { kind: 'clear-chunks' }>): void {
     switch (w.kind) {
-      case 'slot': {
-        // A row that differs from the one the plan read only in `stored` (an append: once per
-        // chunk) updates that one column, without binding the manifest again.
-        const was = this.seen[w.row.name];
-        if (
-          was &&
-          was.manifest === w.row.manifest &&
-          was.snapshot === w.row.snapshot &&
-          was.state === w.row.state &&
-          was.size === w.row.size &&
-          was.generation === w.row.generation
-        ) {
-          this.stmt.putStored.run(w.row.stored, w.row.name);
-        } else {
-          this.stmt.putSlot.run({ ...w.row, manifest: w.row.manifest === null ? null : Buffer.from(w.row.manifest) });
-        }
-        this.seen[w.row.name] = w.row;
+      case 'slot':
+        this.stmt.putSlot.run({ ...w.row, manifest: w.row.manifest === null ? null : Buffer.from(w.row.manifest) });
         return;
-      }
       case 'chunk':
-        this.files.write(w.slot, w.bytes, w.offset);
-        return;
+        // appendChunk writes the bytes, outside any transaction (the file comment).
+        throw FleetgateError.of('FG_INTERNAL', 'payload bytes in a transaction');
       case 'boot':
         this.stmt.putBoot.run({ ...w.row, trial: w.row.trial ? 1 : 0 });
         return;

@@ -1,7 +1,8 @@
 /**
  * Fault-injection preload for a real agent process:
  *   node --import dist/reliability/commit-tap.js bin/fleetgate.js agent --config ...
- * It wraps every mutating SlotStore method (each is ONE SQLite transaction, agent/slot-store.ts)
+ * It wraps every mutating SlotStore method (each is ONE SQLite transaction, agent/slot-store.ts,
+ * but appendChunk: one payload-file write, its count the file's length)
  * and the runner's event builder, driven by environment variables:
  *
  *   FLEETGATE_TAP_DIR     where to write `ops.jsonl` (every committed write: n, op, phase),

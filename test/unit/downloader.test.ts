@@ -76,6 +76,38 @@ describe('ChunkDownloader', () => {
     expect(Buffer.concat(parts).equals(payload)).toBe(true);
   });
 
+  it('holds one timer per download, however many requests are out', async () => {
+    const payload = randomBytes(160_000);
+    const srv = fakeServer(payload);
+    const live = new Set<unknown>();
+    let armed = 0;
+    let most = 0;
+    const d = new ChunkDownloader(srv.link, {
+      chunkSize: 10_000,
+      window: 16,
+      setTimer: (fn, ms) => {
+        const t = setTimeout(() => {
+          live.delete(t);
+          fn();
+        }, ms);
+        live.add(t);
+        armed++;
+        most = Math.max(most, live.size);
+        return t;
+      },
+      clearTimer: (t) => {
+        clearTimeout(t as NodeJS.Timeout);
+        live.delete(t);
+      },
+    });
+    srv.attach(d);
+    const r = await d.download({ snapshot: SNAP, size: payload.byteLength, offset: 0 }, () => {});
+    expect(r.ok).toBe(true);
+    expect(most).toBe(1);
+    expect(armed).toBeLessThanOrEqual(16 + 1); // once per chunk and at the start, not per request
+    expect(live.size).toBe(0);
+  });
+
   it('re-requests a lost chunk after its timeout', async () => {
     const payload = randomBytes(50_000);
     const srv = fakeServer(payload, { drop: (offset, n) => offset === 20_000 && n === 1 });

@@ -465,18 +465,7 @@ export function slotStoreContract(name: string, factory: ContractFactory): void 
         expect(s.boot().active).toBe('B');
       });
 
-      it('a chunk whose count update fails leaves no stray bytes', () => {
-        s.beginDownload('B', { snapshot: X, manifest: MANIFEST, size: 10, generation: 1 });
-        s.appendChunk('B', 0, bytes(4, 0));
-        const before = dump(s);
-        subject.failWrites('slot'); // the chunk row is inserted first, the slot count after
-        expect(code(() => s.appendChunk('B', 4, bytes(4, 0)))).toBe('FG_STORAGE_WRITE');
-        expect(dump(s)).toEqual(before);
-        subject.healWrites();
-        expect(s.appendChunk('B', 4, bytes(6, 0))).toBe(10);
-      });
-
-      it('a chunk that cannot be written (a full disk) changes nothing, and the download resumes', () => {
+      it('a chunk that cannot be written (a full disk, which may take part of it) changes nothing, and the download resumes', () => {
         s.beginDownload('B', { snapshot: X, manifest: MANIFEST, size: 10, generation: 1 });
         s.appendChunk('B', 0, bytes(4, 0));
         const before = dump(s);

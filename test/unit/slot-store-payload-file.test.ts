@@ -1,9 +1,10 @@
 /**
- * The SQLite store keeps each slot's payload in a file beside the database, its count in the slot
- * row (agent/sqlite-slot-store.ts). These are the failure modes the split adds: a crash between
- * the file write and the count's commit, a file longer or shorter than its count at open (a crash,
- * a power loss), a full disk during a write or a failed sync, a failed truncation, and the
- * migration of a version 1 store whose payload was in a `chunk` table.
+ * The SQLite store keeps each slot's payload in a file beside the database; a downloading slot's
+ * count is its file's length, a complete slot's is in its row (agent/sqlite-slot-store.ts). These
+ * are the failure modes the split adds: a crash after a chunk's write, a file longer or shorter
+ * than its count at open (a crash, a power loss), a full disk during a write or a failed sync, a
+ * failed truncation, old bytes under a new download, and the migration of a version 1 store whose
+ * payload was in a `chunk` table.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
@@ -122,15 +123,17 @@ describe('SqliteSlotStore payload files', () => {
       },
     };
     const s = new SqliteSlotStore(path, { io: spy });
-    downloading(s, 'B', 8, bytes(8, 15), 8);
+    s.beginDownload('B', { snapshot: X, manifest: MANIFEST, size: 8, generation: 1 });
+    machineAtSync = 'no sync'; // beginDownload synced the emptied file
+    s.appendChunk('B', 0, bytes(8, 15));
     expect(machineAtSync).toBe('no sync'); // appends alone never sync
     s.saveMachine(machine(1, 'verifying'));
     expect(machineAtSync).toBeNull(); // synced while the saved state was still the old one
     machineAtSync = 'no sync';
     s.saveMachine(machine(1, 'staged'));
     expect(machineAtSync).toBe('no sync'); // nothing written since
-    io.failSync = true;
     s.beginDownload('A', { snapshot: Y, manifest: MANIFEST, size: 4, generation: 2 });
+    io.failSync = true;
     s.appendChunk('A', 0, bytes(4, 16));
     expect(code(() => s.saveMachine(machine(2, 'verifying')))).toBe('FG_STORAGE_WRITE');
     expect(s.boot().machine?.phase).toBe('staged');
@@ -182,33 +185,56 @@ describe('SqliteSlotStore payload files', () => {
     again.close();
   });
 
-  it('a failed count update after the file write cuts the file back', () => {
+  it('an append writes the file and commits nothing: the count of a downloading slot is its length', () => {
     const s = new SqliteSlotStore(path);
     const p = bytes(12, 5);
     downloading(s, 'B', 12, p, 4);
+    // Any SQLite write would fail now; a chunk needs none.
     s.db.exec(`CREATE TEMP TRIGGER fail_slot BEFORE UPDATE ON main.slot BEGIN SELECT RAISE(ABORT, 'disk full'); END`);
-    expect(code(() => s.appendChunk('B', 4, p.subarray(4, 8)))).toBe('FG_STORAGE_WRITE');
-    expect(fileSize('B')).toBe(4);
-    expect(s.slot('B').stored).toBe(4);
+    const changes = s.db.prepare('SELECT total_changes() AS n').pluck();
+    const before = changes.get();
+    expect(s.appendChunk('B', 4, p.subarray(4, 8))).toBe(8);
+    expect(changes.get()).toBe(before);
+    expect(s.slot('B').stored).toBe(8);
+    expect(s.db.prepare("SELECT stored FROM slot WHERE name = 'B'").pluck().get()).toBe(0); // a lower bound
     s.db.exec('DROP TRIGGER temp.fail_slot');
-    expect(s.appendChunk('B', 4, p.subarray(4, 12))).toBe(12);
+    expect(s.appendChunk('B', 8, p.subarray(8, 12))).toBe(12);
+    s.markStaged('B');
+    expect(s.db.prepare("SELECT stored FROM slot WHERE name = 'B'").pluck().get()).toBe(12);
     expect(s.readPayload('B')).toEqual(p);
     s.close();
   });
 
-  it('at open, a file longer than its count (a crash between the write and the count) is cut to the count', () => {
+  it('at open, a downloading slot counts its whole file (a crash after a write loses no chunk)', () => {
     const s = new SqliteSlotStore(path);
     const p = bytes(16, 6);
     downloading(s, 'B', 16, p, 8);
     s.close();
-    // What a crash right after the next chunk's write, before its commit, leaves.
-    writeFileSync(payloadPath(path, 'B'), Buffer.concat([Buffer.from(p.subarray(0, 8)), Buffer.from('torn')]));
+    // What a crash in the middle of the next chunk's write leaves: a prefix of it.
+    writeFileSync(payloadPath(path, 'B'), Buffer.from(p.subarray(0, 11)));
+    const again = new SqliteSlotStore(path);
+    expect(again.slot('B')).toMatchObject({ state: 'downloading', stored: 11 });
+    expect(code(() => again.appendChunk('B', 8, p.subarray(8)))).toBe('FG_CHUNK_OFFSET');
+    expect(again.appendChunk('B', 11, p.subarray(11))).toBe(16);
+    expect(again.readPayload('B')).toEqual(p);
+    again.close();
+  });
+
+  it('at open, a downloading slot is cut to its signed size, a complete slot to its count', () => {
+    const s = new SqliteSlotStore(path);
+    downloading(s, 'B', 8, bytes(8, 18), 4);
+    s.close();
+    writeFileSync(payloadPath(path, 'B'), Buffer.alloc(12, 1));
     const again = new SqliteSlotStore(path);
     expect(again.slot('B')).toMatchObject({ state: 'downloading', stored: 8 });
     expect(fileSize('B')).toBe(8);
-    expect(again.appendChunk('B', 8, p.subarray(8))).toBe(16);
-    expect(again.readPayload('B')).toEqual(p);
+    again.markStaged('B');
     again.close();
+    writeFileSync(payloadPath(path, 'B'), Buffer.concat([Buffer.alloc(8, 1), Buffer.from('stale')]));
+    const third = new SqliteSlotStore(path);
+    expect(third.slot('B')).toMatchObject({ state: 'staged', stored: 8 });
+    expect(fileSize('B')).toBe(8);
+    third.close();
   });
 
   it('at open, a downloading slot whose file is shorter (a power loss) resumes from the file', () => {
@@ -248,25 +274,61 @@ describe('SqliteSlotStore payload files', () => {
     expect(code(() => new SqliteSlotStore(path))).toBe('FG_STORE_CORRUPT');
   });
 
-  it('emptying a slot truncates its file after the commit; a failed truncation is cut at the next open', () => {
+  it('clearSlot truncates the file after the commit; a failed truncation is cut at the next open', () => {
     const io = new FaultyIo(NODE_PAYLOAD_IO);
     const s = new SqliteSlotStore(path, { io });
     downloading(s, 'B', 8, bytes(8, 10), 8);
     s.clearSlot('B');
     expect(fileSize('B')).toBe(0);
     downloading(s, 'B', 8, bytes(8, 11), 8);
+    s.markStaged('B');
     io.failTruncate = true;
-    s.beginDownload('B', { snapshot: Y, manifest: MANIFEST, size: 6, generation: 2 });
-    expect(s.slot('B')).toMatchObject({ snapshot: Y, stored: 0 });
+    s.clearSlot('B');
+    expect(s.slot('B')).toMatchObject({ state: 'empty', stored: 0 });
     expect(s.readPayload('B')).toEqual(new Uint8Array(0));
     expect(fileSize('B')).toBe(8); // the stale bytes are past the count: never read
-    const next = bytes(6, 12);
-    expect(s.appendChunk('B', 0, next.subarray(0, 3))).toBe(3);
-    expect(s.readPayload('B')).toEqual(next.subarray(0, 3));
     s.close();
     const again = new SqliteSlotStore(path);
-    expect(fileSize('B')).toBe(3);
+    expect(fileSize('B')).toBe(0);
+    again.close();
+  });
+
+  it('beginDownload empties the file, synced, before its commit; if it cannot, nothing changes', () => {
+    const io = new FaultyIo(NODE_PAYLOAD_IO);
+    const s = new SqliteSlotStore(path, { io });
+    downloading(s, 'B', 8, bytes(8, 11), 8);
+    s.markStaged('B');
+    io.failTruncate = true;
+    // The old bytes would count as the new download's: refused, the staged slot stays.
+    expect(code(() => s.beginDownload('B', { snapshot: Y, manifest: MANIFEST, size: 6, generation: 2 }))).toBe(
+      'FG_STORAGE_WRITE',
+    );
+    expect(s.slot('B')).toMatchObject({ snapshot: X, state: 'staged', stored: 8 });
+    io.failTruncate = false;
+    io.calls.length = 0;
+    s.beginDownload('B', { snapshot: Y, manifest: MANIFEST, size: 6, generation: 2 });
+    expect(io.calls.slice(-2)).toEqual(['truncate', 'datasync']);
+    expect(s.slot('B')).toMatchObject({ snapshot: Y, state: 'downloading', stored: 0 });
+    expect(fileSize('B')).toBe(0);
+    const next = bytes(6, 12);
+    expect(s.appendChunk('B', 0, next.subarray(0, 3))).toBe(3);
+    s.close();
+    const again = new SqliteSlotStore(path);
+    expect(again.slot('B')).toMatchObject({ snapshot: Y, state: 'downloading', stored: 3 });
     expect(again.readPayload('B')).toEqual(next.subarray(0, 3));
+    again.close();
+  });
+
+  it('a crash after beginDownload emptied the file, before its commit: the old slot is emptied at open', () => {
+    const s = new SqliteSlotStore(path);
+    downloading(s, 'B', 8, bytes(8, 20), 8);
+    s.markStaged('B');
+    s.close();
+    truncateSync(payloadPath(path, 'B'), 0); // what the truncation left; the row is the old one
+    const again = new SqliteSlotStore(path);
+    expect(again.slot('B')).toMatchObject({ state: 'empty', snapshot: null, stored: 0 });
+    again.beginDownload('B', { snapshot: Y, manifest: MANIFEST, size: 6, generation: 2 });
+    expect(again.slot('B').stored).toBe(0);
     again.close();
   });
 
@@ -320,7 +382,7 @@ describe('SqliteSlotStore payload files', () => {
   });
 });
 
-// A real crash between a chunk's file write and its count: the child's write hook kills it.
+// A real crash right after a chunk's file write: the child's write hook kills it.
 const DIST_STORE = pathToFileURL(resolve('dist/agent/sqlite-slot-store.js')).href;
 const CHILD = `
 import { writeSync } from 'node:fs';
@@ -340,8 +402,8 @@ s.beginDownload('B', { snapshot: '${X}', manifest: new Uint8Array([1]), size: 40
 for (let off = 0; off < 40; off += 8) s.appendChunk('B', off, new Uint8Array(8).fill(off + 1));
 `;
 
-describe('SqliteSlotStore killed between a chunk write and its count', () => {
-  it('reopens with the count of the chunks committed and the file cut to it, and resumes', async () => {
+describe('SqliteSlotStore killed right after a chunk write', () => {
+  it('reopens with every chunk written counted, and resumes after them', async () => {
     const code = await new Promise<number | null | string>((done) => {
       const c = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
         env: { ...process.env, STORE_URL: DIST_STORE, STORE_PATH: path, KILL_AT: '3' },
@@ -353,11 +415,10 @@ describe('SqliteSlotStore killed between a chunk write and its count', () => {
     expect(fileSize('B')).toBe(24); // the third chunk's bytes are in the file ...
     const s = new SqliteSlotStore(path);
     try {
-      expect(s.slot('B').stored).toBe(16); // ... but its count never committed
-      expect(fileSize('B')).toBe(16);
-      const want = Buffer.concat([Buffer.alloc(8, 1), Buffer.alloc(8, 9)]);
+      expect(s.slot('B').stored).toBe(24); // ... and count: no chunk is fetched twice
+      const want = Buffer.concat([Buffer.alloc(8, 1), Buffer.alloc(8, 9), Buffer.alloc(8, 17)]);
       expect(Buffer.from(s.readPayload('B')).equals(want)).toBe(true);
-      expect(s.appendChunk('B', 16, new Uint8Array(24).fill(7))).toBe(40);
+      expect(s.appendChunk('B', 24, new Uint8Array(16).fill(7))).toBe(40);
       expect(s.integrityCheck()).toBe('ok');
     } finally {
       s.close();

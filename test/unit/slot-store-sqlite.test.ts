@@ -26,9 +26,11 @@ function injectFault(store: SqliteSlotStore, table: FaultTable): void {
 let diskFull = false;
 const io: PayloadIo = {
   ...NODE_PAYLOAD_IO,
-  write: (...a) => {
+  // A full disk takes the first bytes of a write, then refuses the rest.
+  write: (fd, buf, offset, length, position) => {
+    if (diskFull && length > 1) return NODE_PAYLOAD_IO.write(fd, buf, offset, 1, position);
     if (diskFull) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
-    return NODE_PAYLOAD_IO.write(...a);
+    return NODE_PAYLOAD_IO.write(fd, buf, offset, length, position);
   },
 };
 
