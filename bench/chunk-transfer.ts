@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DEFAULT_CHUNK_SIZE } from '../agent/downloader.js';
 import { deviceTopic } from '../protocol/topics.js';
-import { epochMs, forkBench, sleep, startBenchFleet } from './kit.js';
+import { epochMs, forkBench, profilerCommands, sleep, startBenchFleet } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 
 export interface ChunkTransferResult {
@@ -27,12 +27,18 @@ export interface ChunkTransferResult {
   readonly rawMs: number[];
   /** The payload as QoS 1 messages of the downloader's chunk size, all published at once, ms per repeat. */
   readonly rawPiecesMs: number[];
-  /** CPU ms per download into the slot store: device process, manager + broker process; `sink`: inside appendChunk. */
+  /**
+   * CPU ms per download into the slot store: device process, manager + broker process; `sink`:
+   * inside appendChunk; `main` / `mainMemory`: the device's main thread alone, into the store and
+   * into memory (NaN without /proc).
+   */
   readonly cpu: {
     readonly device: number[];
     readonly manager: number[];
     readonly deviceMemory: number[];
     readonly sink: number[];
+    readonly main: number[];
+    readonly mainMemory: number[];
   };
   /** markStaged after each download into the store (fdatasync + FULL commit), wall ms. */
   readonly stageMs: number[];
@@ -44,10 +50,19 @@ export interface ChunkTransferResult {
 
 const CHUNK = DEFAULT_CHUNK_SIZE;
 
+/**
+ * `FG_BENCH_PROFILE_DIR=dir`: CPU profiles (50 us samples) of every measured download, the device's
+ * (`chunk-device-<store|memory>-<i>.cpuprofile`) and the manager + broker's (`chunk-manager-...`).
+ */
+const PROFILE_DIR = process.env.FG_BENCH_PROFILE_DIR;
+const prof = profilerCommands();
+
 interface Downloaded {
   ms: number;
   /** CPU time of the device process during the download (load-independent, unlike `ms`). */
   cpuMs: number;
+  /** The same, of the device's main thread alone (V8's helper threads left out). */
+  mainCpuMs: number;
   cut: boolean;
   disconnects: number;
   /** CPU time inside `SqliteSlotStore.appendChunk` (the payload file write and the count's commit). */
@@ -105,21 +120,34 @@ export async function measureChunkTransfer(opts: {
       manager: [] as number[],
       deviceMemory: [] as number[],
       sink: [] as number[],
+      main: [] as number[],
+      mainMemory: [] as number[],
     };
     const stageMs: number[] = [];
     for (let i = 0; i < opts.repeats + 1; i++) {
+      const download = async (sink: 'store' | 'memory') => {
+        if (!PROFILE_DIR || i === 0) return device.call<Downloaded>('download', { sink });
+        await prof.profStart?.({ intervalUs: 50 });
+        await device.call('profStart', { intervalUs: 50 });
+        const r = await device.call<Downloaded>('download', { sink });
+        await device.call('profStop', { file: join(PROFILE_DIR, `chunk-device-${sink}-${i}.cpuprofile`) });
+        await prof.profStop?.({ file: join(PROFILE_DIR, `chunk-manager-${sink}-${i}.cpuprofile`) });
+        return r;
+      };
       await refill();
       const c0 = process.cpuUsage();
-      const st = await device.call<Downloaded>('download', { sink: 'store' });
+      const st = await download('store');
       const c = process.cpuUsage(c0);
       await refill();
-      const mem = await device.call<Downloaded>('download', { sink: 'memory' });
+      const mem = await download('memory');
       if (i === 0) continue; // warm-up
       chunkedMs.push(st.ms);
       chunkedMemoryMs.push(mem.ms);
       cpu.device.push(st.cpuMs);
       cpu.deviceMemory.push(mem.cpuMs);
       cpu.sink.push(st.sinkCpuMs);
+      cpu.main.push(st.mainCpuMs);
+      cpu.mainMemory.push(mem.mainCpuMs);
       stageMs.push(st.stageMs);
       cpu.manager.push((c.user + c.system) / 1000);
     }
@@ -229,6 +257,12 @@ export function chunkTransferFigures(r: ChunkTransferResult): Figure[] {
       value: stats(r.cpu.device).median,
       unit: 'ms',
       note: `manager + broker process ${stats(r.cpu.manager).median.toFixed(1)} ms; device into memory ${stats(r.cpu.deviceMemory).median.toFixed(1)} ms`,
+    },
+    {
+      name: "device main thread's CPU per download: into the slot store (median)",
+      value: stats(r.cpu.main).median,
+      unit: 'ms',
+      note: `into memory ${stats(r.cpu.mainMemory).median.toFixed(1)} ms; V8's helper threads left out`,
     },
     {
       name: 'device CPU in the slot store per download: appendChunk x chunks (median)',

@@ -355,12 +355,13 @@ export function serveParent(handlers: Record<string, (args: Record<string, unkno
 export function profilerCommands(): Record<string, (args: Record<string, unknown>) => unknown> {
   let session: import('node:inspector/promises').Session | undefined;
   return {
-    async profStart() {
+    /** `intervalUs`: the sampling interval (default 500 us). */
+    async profStart(args) {
       const { Session } = await import('node:inspector/promises');
       const s = new Session();
       s.connect();
       await s.post('Profiler.enable');
-      await s.post('Profiler.setSamplingInterval', { interval: 500 });
+      await s.post('Profiler.setSamplingInterval', { interval: Number(args.intervalUs) || 500 });
       await s.post('Profiler.start');
       session = s;
       return null;
