@@ -220,6 +220,12 @@ export class ChunkDownloader {
 
   /** The download's one timer, from now (the file comment). */
   private arm(a: Active): void {
+    // A Node timer that has not fired restarts in place (no new Timeout object per chunk).
+    const t = a.timer as { refresh?: () => unknown } | undefined;
+    if (typeof t?.refresh === 'function') {
+      t.refresh();
+      return;
+    }
     this.clearTimer(a.timer);
     a.timer = this.setTimer(() => this.onTimeout(a), this.timeoutMs);
   }
