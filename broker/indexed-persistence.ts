@@ -10,7 +10,8 @@
  * It also counts the QoS > 0 packets queued per client, so `outgoingEmpty` can say without a
  * stream that a connecting client has nothing queued: aedes (patched, patches/aedes+1.2.0.patch)
  * then skips the offline queue's `pipeline()` on connect, which was 8 % of a reconnect storm's
- * CPU (docs/broker.md "Persistence").
+ * CPU; and it lists the retained packets of a SUBSCRIBE as an array (`retainedPacketsCombi`), which
+ * the patched aedes sends without a stream (docs/broker.md "The offline queue on connect").
  */
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
@@ -57,6 +58,8 @@ export class IndexedPersistence extends UpstreamMemoryPersistence {
   readonly #queued = new Map<string, number>();
   /** How often outgoingEmpty said "empty" (tests: the patched aedes took the fast path). */
   emptyQueueHits = 0;
+  /** How often aedes asked retainedPacketsCombi (tests: the patched SUBSCRIBE path was used). */
+  retainedListed = 0;
 
   /** Lookup work counters of the retained index (for tests and benchmarks). */
   get retainedWork(): RetainedIndex<RetainedPacket>['work'] {
@@ -84,7 +87,21 @@ export class IndexedPersistence extends UpstreamMemoryPersistence {
    * once: MQTT 3.1.1 section 3.3.5 allows one copy per overlapping subscription but requires none.
    */
   override createRetainedStreamCombi(patterns: string[]): Readable {
-    if (patterns.length === 1) return this.createRetainedStream(patterns[0]!);
+    return Readable.from(this.#combi(patterns));
+  }
+
+  /**
+   * The same packets as createRetainedStreamCombi, as an array: the patched aedes (completeSubscribe
+   * in lib/handlers/subscribe.js, patches/aedes+1.2.0.patch) sends them one after the other without
+   * a stream, a pipe and a transform per SUBSCRIBE.
+   */
+  retainedPacketsCombi(patterns: string[]): RetainedPacket[] {
+    this.retainedListed++;
+    return this.#combi(patterns);
+  }
+
+  #combi(patterns: string[]): RetainedPacket[] {
+    if (patterns.length === 1) return this.#retained.match(patterns[0]!);
     const seen = new Set<string>();
     const out: RetainedPacket[] = [];
     for (const pattern of patterns) {
@@ -94,7 +111,7 @@ export class IndexedPersistence extends UpstreamMemoryPersistence {
         out.push(packet);
       }
     }
-    return Readable.from(out);
+    return out;
   }
 
   override outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void> {

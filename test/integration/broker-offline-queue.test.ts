@@ -1,8 +1,9 @@
 /**
  * A persistent session's offline queue through the real broker, and the connect fast path for an
  * empty queue: aedes is patched (patches/aedes+1.2.0.patch, applied by `postinstall`) to ask
- * IndexedPersistence.outgoingEmpty before it streams the queue. Without the patch the fast-path
- * counter stays at 0 and these tests fail.
+ * IndexedPersistence.outgoingEmpty before it streams the queue, and a SUBSCRIBE to take the
+ * retained packets as an array (retainedPacketsCombi). Without the patch the counters stay at 0
+ * and these tests fail.
  */
 import type { MqttClient } from 'mqtt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -122,6 +123,9 @@ describe('the offline queue of a persistent session', () => {
     await until(() => got.length > 0);
     await sleep(100);
     expect(got).toEqual([{ topic: desired, payload: 'document', retain: true }]);
+    // The patched SUBSCRIBE listed the retained packets instead of streaming them.
+    const persistence = (tb.broker.aedes as unknown as { persistence: IndexedPersistence }).persistence;
+    expect(persistence.retainedListed).toBeGreaterThanOrEqual(2);
   });
 
   it('outgoingEmpty follows enqueue and acknowledgement', async () => {
