@@ -439,6 +439,24 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       localClient(aedes, id, (e, topic) =>
         log.error({ code: 'FG_INTERNAL', err: e, clientId: id, topic }, 'local subscriber failed'),
       ),
+    disconnectDevice: async (deviceId) => {
+      const key = `device:${deviceId}`;
+      let n = 0;
+      for (const client of [...devices]) {
+        const p = principalOf(client);
+        if (p?.kind !== 'device' || p.id !== deviceId) continue;
+        client.close();
+        n++;
+      }
+      for (const [clientId, owner] of [...owners]) {
+        if (owner.key !== key) continue;
+        owners.delete(clientId);
+        await persistence.cleanSubscriptions({ id: clientId });
+        await persistence.delWill({ id: clientId });
+      }
+      if (n > 0) log.info({ deviceId, connections: n }, 'device disconnected: access revoked');
+      return n;
+    },
     close: () => {
       closed ??= closeAll().then(() => log.info('broker closed'));
       return closed;

@@ -37,6 +37,8 @@ export interface AsyncPersistence {
   outgoingUpdate(client: ClientRef, packet: unknown): Promise<void>;
   outgoingClearMessageId(client: ClientRef, packet: unknown): Promise<unknown>;
   storeRetained(packet: RetainedPacket): Promise<void>;
+  cleanSubscriptions(client: ClientRef): Promise<void>;
+  delWill(client: ClientRef): Promise<unknown>;
   createRetainedStream(pattern: string): Readable;
   createRetainedStreamCombi(patterns: string[]): Readable;
   destroy(): Promise<void>;

@@ -84,6 +84,15 @@ export interface EmbeddedBroker {
   admission(): AdmissionStats;
   /** A client inside this process (no socket, no ACL check): the manager's own link (local-client.ts). */
   localClient(id: string): LocalClient;
+  /**
+   * Ends a device's access now, for a device the manager removed (its credential is revoked, so it
+   * cannot come back): closes every connection authenticated as `deviceId` and drops the persistent
+   * session its client ids hold (subscriptions, will, owner). Resolves with the number of
+   * connections closed. Packets already queued for an offline session stay until that client id
+   * connects again (aedes-persistence has no call to drop a client's queue); with no subscription
+   * left, nothing new is queued.
+   */
+  disconnectDevice(deviceId: string): Promise<number>;
   /** Stops accepting, disconnects every client and closes aedes. Idempotent. */
   close(): Promise<void>;
 }

@@ -98,6 +98,11 @@ export interface FleetServiceOptions {
   readonly authCacheTtlMs?: number;
   /** After a device's credential was added, rotated or revoked (e.g. rewrite an external broker's password file). */
   readonly onCredentialChange?: (device: string) => void;
+  /**
+   * After a device was removed: end the access it still has (the embedded broker closes its live
+   * connections and drops its session; a revoked credential only stops new connections).
+   */
+  readonly onDeviceRemoved?: (device: string) => Promise<unknown> | undefined;
 }
 
 /** Live notifications for the rollout engine and the dashboard (after the store has the data). */
@@ -375,6 +380,11 @@ export class FleetService implements FleetServiceApi {
 
   async removeDevice(id: string): Promise<void> {
     this.registry.remove(id);
+    try {
+      await this.opts.onDeviceRemoved?.(id);
+    } catch (e) {
+      this.logger.warn({ err: e, device: id }, "could not close the removed device's connections");
+    }
     try {
       await this.publisher.clear(id);
     } catch (e) {

@@ -274,6 +274,9 @@ export async function startManager(config: ManagerConfig, logger: Logger): Promi
       logger: logger.child({ component: 'fleet' }),
       maxBundleBytes: config.http.bodyLimit,
       onCredentialChange: () => mosquitto?.schedule(),
+      // A removed device loses the connection it has, not only the next one (an external
+      // mosquitto drops it itself when it reloads the password file).
+      onDeviceRemoved: (id) => broker?.disconnectDevice(id),
     });
     authenticator = service.authenticator;
     undo.push(() => service.stop());

@@ -126,6 +126,26 @@ describe('manager + real agent', () => {
     );
   }, 60_000);
 
+  it('a removed device loses its connection at once and cannot come back', async () => {
+    const before = agentOut.length;
+    const rm = await cli(dir, ['device', 'remove', 'gw-1', '--data-dir', 'data']);
+    expect(rm.code, rm.stderr).toBe(0);
+    // The broker closes the agent's connection; its reconnects are refused (credential revoked).
+    const end = Date.now() + 15_000;
+    while (!/Not authorized|Bad username or Password|bad user name/i.test(agentOut.slice(before))) {
+      if (Date.now() > end) throw new Error(`agent was not refused:\n${agentOut.slice(before).slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const d = await cliJson<{ device: { removed: number | null } }>(dir, [
+      'device',
+      'show',
+      'gw-1',
+      '--data-dir',
+      'data',
+    ]);
+    expect(d.device.removed).not.toBeNull();
+  }, 30_000);
+
   it('the manager still stops with exit 0 while an agent is connected', async () => {
     const stop = await stopManager(manager);
     expect(stop.code, manager.output().slice(-2000)).toBe(0);

@@ -61,13 +61,16 @@ function serviceOptions(dir: string, over: Partial<FleetServiceOptions> = {}): F
 }
 
 async function startEnv(dir: string, over: Partial<FleetServiceOptions> = {}): Promise<Env> {
-  const svc = new FleetService(serviceOptions(dir, over));
+  let late: EmbeddedBroker | null = null;
+  // Wired as manager/server.ts does: a removed device loses its live connection.
+  const svc = new FleetService(serviceOptions(dir, { onDeviceRemoved: (id) => late?.disconnectDevice(id), ...over }));
   const broker = await startBroker({
     prefix: PREFIX,
     authenticator: svc.authenticator,
     logger: silent,
     listeners: { tcp: { host: '127.0.0.1', port: 0 } },
   });
+  late = broker;
   const url = broker.addresses().tcp!;
   await svc.start({ mqtt: { url, ...MANAGER } });
   return { dir, broker, url, svc, clients: [] };
@@ -131,7 +134,7 @@ describe('FleetService over a real broker', () => {
 
   beforeAll(async () => {
     env = await startEnv(mkdtempSync(join(tmpdir(), 'fg-mgr-int-')));
-    for (const id of ['gw-1', 'gw-2', 'gw-3']) {
+    for (const id of ['gw-1', 'gw-2', 'gw-3', 'gw-4']) {
       const r = await env.svc.addDevice({ id, site: 'plant-a', hardware: 'gw-x86', adapters: ['modbus'] });
       secrets[id] = r.secret;
     }
@@ -318,6 +321,33 @@ describe('FleetService over a real broker', () => {
     await expect(Promise.resolve().then(() => env.svc.getDevice('nope'))).rejects.toMatchObject({
       code: 'FG_DEVICE_NOT_FOUND',
     });
+  });
+
+  it('remove: a connected device is disconnected at once and its persistent session is dropped', async () => {
+    const c = await mqtt.connectAsync(env.url, {
+      username: 'gw-4',
+      password: secrets['gw-4']!,
+      clientId: 'fg-gw-4',
+      protocolVersion: 4,
+      clean: false,
+      reconnectPeriod: 0,
+    });
+    env.clients.push(c);
+    await c.subscribeAsync(topic('gw-4', 'desired'), { qos: 1 });
+    const persistence = (env.broker.aedes as unknown as { persistence: unknown }).persistence as {
+      subscriptionsByClient(c: { id: string }): Promise<unknown[] | null>;
+    };
+    expect(await persistence.subscriptionsByClient({ id: 'fg-gw-4' })).toHaveLength(1);
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    await env.svc.removeDevice('gw-4');
+    await closed;
+    expect(c.connected).toBe(false);
+    const subs = await persistence.subscriptionsByClient({ id: 'fg-gw-4' });
+    expect(subs ?? []).toEqual([]);
+    await expect(deviceClient(env, 'gw-4', secrets['gw-4']!)).rejects.toThrow();
+    // Another device's connection is untouched.
+    const other = await deviceClient(env, 'gw-1', secrets['gw-1']!);
+    expect(other.connected).toBe(true);
   });
 });
 
