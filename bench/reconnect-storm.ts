@@ -17,11 +17,11 @@
  *   10,000 devices (50,000 retained) one run would take many minutes.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BenchChild, forkBench, freePort, pollApi, procStatusKiB, sleep, tempDir } from './kit.js';
+import { type BenchChild, forkBench, freePort, pollApi, procCpuSeconds, procStatusKiB, sleep, tempDir } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 import type { PhaseResult } from './storm-clients.js';
 import type { HostMode, HostReady } from './storm-host.js';
@@ -108,22 +108,6 @@ export function mosquittoPath(): string | null {
     if (d !== '' && existsSync(join(d, 'mosquitto'))) return join(d, 'mosquitto');
   }
   return null;
-}
-
-/**
- * CPU seconds (utime + stime) of a process so far; NaN without /proc. On a shared machine the
- * broker's CPU for a phase moves far less between runs than the phase's wall time.
- */
-export function procCpuSeconds(pid: number): number {
-  try {
-    // The fields after the command name, which sits in parentheses and may hold spaces.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // proc(5): utime and stime are fields 14 and 15, in clock ticks (USER_HZ = 100 on Linux).
-    return (Number(f[11]) + Number(f[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 /** How long after the storm the benchmark reads the settled RSS (full runs). */
