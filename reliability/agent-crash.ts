@@ -13,6 +13,7 @@
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DEFAULT_CHUNK_SIZE } from '../agent/downloader.js';
 import { type Expectation, expectationText } from './device-checks.js';
 import { DeviceHarness } from './device-harness.js';
 import { type Fleet, sleep, waitFor } from './fleet.js';
@@ -42,7 +43,9 @@ const SCENARIO_PHASES: Record<Scenario, readonly Phase[]> = {
 };
 
 const BAD_BEHAVIOURS = ['unhealthy', 'crash-later', 'crash-at-start'] as const;
-const CHUNK = 64 * 1024; // agent/downloader.ts default chunk size
+// The agent's chunk size: a chunk kill point is an index into its chunks (a stale 64 KiB put the
+// last fifth of a download's points past its last chunk: "kill point never reached").
+const CHUNK = DEFAULT_CHUNK_SIZE;
 
 export type KillMethod =
   | { readonly kind: 'delay'; readonly fraction: number }
