@@ -24,12 +24,12 @@ export interface RetainedPacket {
   readonly [field: string]: unknown;
 }
 
-/** The async persistence interface of aedes-persistence 11 (types/asyncPersistence.d.ts), as far as we touch it. */
 /** The client fields the outgoing-queue methods read. */
 interface ClientRef {
   readonly id: string;
 }
 
+/** The async persistence interface of aedes-persistence 11 (types/asyncPersistence.d.ts), as far as we touch it. */
 export interface AsyncPersistence {
   setup(broker: unknown): Promise<void>;
   outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void>;
