@@ -26,6 +26,7 @@ import { buildBundle } from '../protocol/bundle.js';
 import { parseSigningKeyPem } from '../protocol/keys.js';
 import { FleetgateError } from '../protocol/result.js';
 import { generateDevices } from '../simulator/enroll.js';
+import type { PerAgentMemory } from '../simulator/memory.js';
 import type { PollResult } from './api-poll.js';
 import {
   type BenchChild,
@@ -144,6 +145,12 @@ export interface RolloutFleetResult {
   readonly windowS: number;
   readonly api: number[];
   readonly apiErrors: number;
+  /** Memory per simulated agent (simulator/memory.ts): connected and idle, with a committed snapshot, and per bare mqtt.js client. */
+  readonly simMemory: {
+    readonly idle: PerAgentMemory;
+    readonly committed: PerAgentMemory;
+    readonly mqttClient: PerAgentMemory;
+  };
 }
 
 export async function runRolloutFleet(
@@ -209,12 +216,12 @@ export async function runRolloutFleet(
 
     const s = forkBench('rollout-sim');
     sim = s;
-    const up = await s.call<{ ms: number }>(
+    const up = await s.call<{ ms: number; memory: PerAgentMemory }>(
       'start',
       { devices: enrolled, connectRate: 500, telemetryIntervalS: REPORT_PERIOD_MS / 1000, timeoutMs: 600_000 },
       660_000,
     );
-    log(`${n} agents connected in ${(up.ms / 1000).toFixed(1)} s`);
+    log(`${n} agents connected in ${(up.ms / 1000).toFixed(1)} s; per agent ${memLine(up.memory)}`);
 
     // The baseline: v1 assigned directly to every device, committed before the rollout starts.
     const ids = specs.map((d) => d.id);
@@ -233,6 +240,8 @@ export async function runRolloutFleet(
     }
     const setupS = (performance.now() - t0) / 1000;
     log(`baseline committed on ${n} devices after ${((performance.now() - b0) / 1000).toFixed(1)} s`);
+    const committedMemory = await s.call<PerAgentMemory>('memory', {}, 120_000);
+    log(`  per agent with a committed snapshot: ${memLine(committedMemory)}`);
     await sleep(1_000);
 
     // (a) the rollout.
@@ -327,6 +336,11 @@ export async function runRolloutFleet(
       `steady: manager CPU ${quietPct.toFixed(1)} % without API requests, ${cpuPct.toFixed(1)} % with (${windowS.toFixed(1)} s, ${api.length} API samples)`,
     );
 
+    // The MQTT client's share, measured last (closed clients are not freed at once): at most 2,000
+    // bare clients, so the manager stays within its connection limit.
+    const mqttClient = await s.call<PerAgentMemory>('mqttClients', { count: Math.min(n, 2_000) }, 300_000);
+    log(`  per bare mqtt.js client (${mqttClient.devices}): ${memLine(mqttClient)}`);
+
     return {
       devices: n,
       sites,
@@ -346,6 +360,7 @@ export async function runRolloutFleet(
       windowS,
       api,
       apiErrors,
+      simMemory: { idle: up.memory, committed: committedMemory, mqttClient },
     };
   } finally {
     await pollerChild?.stop();
@@ -398,6 +413,7 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
         note: `${cpu[who].toFixed(1)} s in all${who === 'simulator' ? ' (its own process, /proc)' : ''}`,
       }));
     }),
+    ...simMemoryFigures(r.simMemory),
     {
       name: `steady: manager CPU, ${n} devices reporting every 10 s`,
       value: r.cpuPct,
@@ -417,6 +433,46 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
       unit: 'ms',
       goal: { op: '<=', value: 100 },
       note: `n=${api.n}, median ${api.median.toFixed(1)}, max ${api.max.toFixed(0)} ms, ${r.apiErrors} errors`,
+    },
+  ];
+}
+
+const KIB = 1024;
+const memLine = (m: PerAgentMemory) =>
+  `heap ${(m.heap / KIB).toFixed(1)} KiB (+${(m.external / KIB).toFixed(1)} external), RSS ${(m.rss / KIB).toFixed(1)} KiB`;
+
+/**
+ * Issue 6 (e): memory per simulated agent, and its share beyond the MQTT client's own (goal <= 32
+ * KiB), as docs/simulator.md measures it: V8 heap plus external memory after a full GC (RSS is
+ * given beside it; it keeps pages the allocator does not hand back after the download burst).
+ */
+function simMemoryFigures(m: RolloutFleetResult['simMemory']): Figure[] {
+  const js = (x: PerAgentMemory) => (x.heap + x.external) / KIB;
+  return [
+    {
+      name: `simulator: memory per agent, ${m.idle.devices} connected, idle (heap + external)`,
+      value: js(m.idle),
+      unit: 'KiB',
+      note: `RSS ${(m.idle.rss / KIB).toFixed(1)} KiB`,
+    },
+    {
+      name: 'simulator: memory per agent with a committed 64 KiB snapshot (heap + external)',
+      value: js(m.committed),
+      unit: 'KiB',
+      note: `RSS ${(m.committed.rss / KIB).toFixed(1)} KiB`,
+    },
+    {
+      name: `simulator: memory per bare mqtt.js client (${m.mqttClient.devices} clients, heap + external)`,
+      value: js(m.mqttClient),
+      unit: 'KiB',
+      note: `RSS ${(m.mqttClient.rss / KIB).toFixed(1)} KiB`,
+    },
+    {
+      name: 'simulator: the agent beyond its MQTT client, with a committed snapshot',
+      value: js(m.committed) - js(m.mqttClient),
+      unit: 'KiB',
+      goal: { op: '<=', value: 32 },
+      note: 'heap + external per agent minus per bare client',
     },
   ];
 }

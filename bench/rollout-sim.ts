@@ -7,10 +7,21 @@
 import { writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import pino from 'pino';
-import { type EnrolledDevice, SimFleet } from '../simulator/index.js';
+import {
+  type EnrolledDevice,
+  type MemorySample,
+  measureMqttClients,
+  memorySample,
+  perAgent,
+  SimFleet,
+  warmUpMqtt,
+} from '../simulator/index.js';
 import { profilerCommands, serveParent } from './kit.js';
 
 let fleet: SimFleet | null = null;
+let enrolled: EnrolledDevice[] = [];
+/** The process before any agent existed (after the first connection's one-time costs), for memory per agent. */
+let before: MemorySample | null = null;
 const profiler = profilerCommands();
 let cpu0: NodeJS.CpuUsage | null = null;
 /** FG_BENCH_HEAP_PROFILE=1: a sampling heap profile (allocations) beside each CPU profile. */
@@ -76,6 +87,11 @@ serveParent({
   /** Starts every agent and resolves once all are connected: { ms } from the first start. */
   async start(a) {
     const devices = a.devices as EnrolledDevice[];
+    enrolled = devices;
+    // docs/simulator.md "Memory per simulated agent": the first connection's one-time costs are
+    // paid before the baseline, so they are not charged to the agents.
+    if (devices[0]) await warmUpMqtt(devices[0]);
+    before = memorySample();
     const f = new SimFleet({
       devices,
       logger: pino({ level: 'silent' }),
@@ -92,7 +108,22 @@ serveParent({
       () => f.counts().connected === devices.length,
       Number(a.timeoutMs ?? 600_000),
     );
-    return { ms: performance.now() - t0 };
+    return { ms: performance.now() - t0, memory: perAgent(before, memorySample(), devices.length) };
+  },
+
+  /** Memory per agent now (after a full GC), against the process before the agents existed. */
+  memory() {
+    if (!before) throw new Error('no fleet: call start first');
+    return perAgent(before, memorySample(), need().counts().connected);
+  },
+
+  /**
+   * Memory per bare mqtt.js client (the agent link's options), `count` of them with the first
+   * devices' credentials, connected while the fleet runs and closed again: the MQTT client's share
+   * of the memory per agent. Call it after the measurements it is compared with.
+   */
+  async mqttClients(a) {
+    return measureMqttClients(enrolled.slice(0, Number(a.count)), { connectRate: 1_000 });
   },
 
   /**

@@ -11,6 +11,7 @@ export {
 export { type FleetCounts, SimFleet, type SimFleetOptions, summaryLine } from './fleet.js';
 export {
   kib,
+  type MemorySample,
   measureMqttClients,
   memorySample,
   type PerAgentMemory,
