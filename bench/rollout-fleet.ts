@@ -465,7 +465,8 @@ function simMemoryFigures(m: RolloutFleetResult['simMemory']): Figure[] {
       name: `simulator: memory per bare mqtt.js client (${m.mqttClient.devices} clients, heap + external)`,
       value: js(m.mqttClient),
       unit: 'KiB',
-      note: `RSS ${(m.mqttClient.rss / KIB).toFixed(1)} KiB`,
+      // The clients reuse pages the fleet freed, so their RSS growth says little (it can be < 0).
+      note: `RSS growth ${(m.mqttClient.rss / KIB).toFixed(1)} KiB, rough: pages the fleet freed are reused`,
     },
     {
       name: 'simulator: the agent beyond its MQTT client, with a committed snapshot',
