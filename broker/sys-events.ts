@@ -15,15 +15,13 @@ const CLIENT_EVENTS = ['new/clients', 'new/subscribes', 'new/unsubscribes', 'dis
 
 type PublishFn = (packet: { topic: string }, client?: unknown, done?: (error?: Error) => void) => void;
 
-/** Replaces `aedes.publish` on this instance; returns a counter of the messages dropped. */
-export function dropClientSysEvents(aedes: Aedes): { readonly dropped: number } {
+/** Replaces `aedes.publish` on this instance. */
+export function dropClientSysEvents(aedes: Aedes): void {
   const broker = aedes as unknown as { id: string; publish: PublishFn };
   const dropped = new Set(CLIENT_EVENTS.map((e) => `$SYS/${broker.id}/${e}`));
   const upstream = broker.publish.bind(aedes);
-  const counter = { dropped: 0 };
   broker.publish = (packet, client, done) => {
     if (packet.topic.charCodeAt(0) === 36 /* $ */ && dropped.has(packet.topic)) {
-      counter.dropped++;
       // aedes' publish(packet, done) form; its callers pass noop, called as the publish path would.
       const cb = typeof client === 'function' ? (client as (error?: Error) => void) : done;
       cb?.();
@@ -31,5 +29,4 @@ export function dropClientSysEvents(aedes: Aedes): { readonly dropped: number } 
     }
     upstream(packet, client, done);
   };
-  return counter;
 }
