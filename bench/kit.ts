@@ -206,7 +206,6 @@ export async function startBenchFleet(
   };
 }
 
-/** High-resolution wall-clock ms, comparable between processes on one machine. */
 /** Latencies of a polled HTTP endpoint. */
 export interface PollResult {
   /** Milliseconds from send to the end of the body, one per answered request. */
@@ -246,6 +245,7 @@ export function pollApi(url: string, everyMs: number, headers: Record<string, st
   };
 }
 
+/** High-resolution wall-clock ms, comparable between processes on one machine. */
 export const epochMs = (): number => performance.timeOrigin + performance.now();
 
 type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };

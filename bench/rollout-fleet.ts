@@ -26,7 +26,7 @@ import { buildBundle } from '../protocol/bundle.js';
 import { parseSigningKeyPem } from '../protocol/keys.js';
 import { FleetgateError } from '../protocol/result.js';
 import { generateDevices } from '../simulator/enroll.js';
-import type { PerAgentMemory } from '../simulator/memory.js';
+import { kib, type PerAgentMemory } from '../simulator/memory.js';
 import type { PollResult } from './api-poll.js';
 import {
   type BenchChild,
@@ -438,8 +438,7 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
 }
 
 const KIB = 1024;
-const memLine = (m: PerAgentMemory) =>
-  `heap ${(m.heap / KIB).toFixed(1)} KiB (+${(m.external / KIB).toFixed(1)} external), RSS ${(m.rss / KIB).toFixed(1)} KiB`;
+const memLine = (m: PerAgentMemory) => `heap ${kib(m.heap)} (+${kib(m.external)} external), RSS ${kib(m.rss)}`;
 
 /**
  * Issue 6 (e): memory per simulated agent, and its share beyond the MQTT client's own (goal <= 32
@@ -453,20 +452,20 @@ function simMemoryFigures(m: RolloutFleetResult['simMemory']): Figure[] {
       name: `simulator: memory per agent, ${m.idle.devices} connected, idle (heap + external)`,
       value: js(m.idle),
       unit: 'KiB',
-      note: `RSS ${(m.idle.rss / KIB).toFixed(1)} KiB`,
+      note: `RSS ${kib(m.idle.rss)}`,
     },
     {
       name: 'simulator: memory per agent with a committed 64 KiB snapshot (heap + external)',
       value: js(m.committed),
       unit: 'KiB',
-      note: `RSS ${(m.committed.rss / KIB).toFixed(1)} KiB`,
+      note: `RSS ${kib(m.committed.rss)}`,
     },
     {
       name: `simulator: memory per bare mqtt.js client (${m.mqttClient.devices} clients, heap + external)`,
       value: js(m.mqttClient),
       unit: 'KiB',
       // The clients reuse pages the fleet freed, so their RSS growth says little (it can be < 0).
-      note: `RSS growth ${(m.mqttClient.rss / KIB).toFixed(1)} KiB, rough: pages the fleet freed are reused`,
+      note: `RSS growth ${kib(m.mqttClient.rss)}, rough: pages the fleet freed are reused`,
     },
     {
       name: 'simulator: the agent beyond its MQTT client, with a committed snapshot',

@@ -114,7 +114,7 @@ serveParent({
   /** Memory per agent now (after a full GC), against the process before the agents existed. */
   memory() {
     if (!before) throw new Error('no fleet: call start first');
-    return perAgent(before, memorySample(), need().counts().connected);
+    return perAgent(before, memorySample(), enrolled.length);
   },
 
   /**
@@ -124,15 +124,6 @@ serveParent({
    */
   async mqttClients(a) {
     return measureMqttClients(enrolled.slice(0, Number(a.count)), { connectRate: 1_000 });
-  },
-
-  /**
-   * The simulator's CPU seconds and its agents' socket writes so far: the benchmark can take the
-   * difference over a phase without profiling (the profiled phases also write them, see profStop).
-   */
-  cpu() {
-    const u = process.cpuUsage();
-    return { user: u.user / 1e6, system: u.system / 1e6, total: (u.user + u.system) / 1e6, socketWrites: writes };
   },
 
   counts() {
