@@ -37,6 +37,7 @@ export interface AsyncPersistence {
   outgoingUpdate(client: ClientRef, packet: unknown): Promise<void>;
   outgoingClearMessageId(client: ClientRef, packet: unknown): Promise<unknown>;
   storeRetained(packet: RetainedPacket): Promise<void>;
+  subscriptionsByClient(client: ClientRef): Promise<unknown[] | null>;
   cleanSubscriptions(client: ClientRef): Promise<void>;
   delWill(client: ClientRef): Promise<unknown>;
   createRetainedStream(pattern: string): Readable;

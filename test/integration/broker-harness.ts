@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
 import type { AuthContext, Authenticator, BrokerOptions, EmbeddedBroker, Principal } from '../../broker/index.js';
-import { startBroker } from '../../broker/index.js';
+import { type IndexedPersistence, startBroker } from '../../broker/index.js';
 
 export const PREFIX = 'fleetgate/v1';
 
@@ -46,6 +46,11 @@ export interface LogLine {
   topic?: string;
   action?: string;
   [k: string]: unknown;
+}
+
+/** The persistence the embedded broker gave aedes (IndexedPersistence; broker-retained checks it is). */
+export function persistenceOf(broker: EmbeddedBroker): IndexedPersistence {
+  return (broker.aedes as unknown as { persistence: IndexedPersistence }).persistence;
 }
 
 export interface TestBroker {

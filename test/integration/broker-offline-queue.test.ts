@@ -14,6 +14,7 @@ import {
   connect,
   endClients,
   PREFIX,
+  persistenceOf,
   sleep,
   startTestBroker,
   type TestBroker,
@@ -35,7 +36,7 @@ const chunkTopic = `${PREFIX}/devices/gw-1/chunk`;
 
 /** The broker's persistence, with a count of the offline-queue streams aedes opened. */
 function spy(t: TestBroker): { persistence: IndexedPersistence; streams: () => number } {
-  const persistence = (t.broker.aedes as unknown as { persistence: IndexedPersistence }).persistence;
+  const persistence = persistenceOf(t.broker);
   let streams = 0;
   const p = persistence as unknown as { outgoingStream: (client: unknown) => unknown };
   const upstream = p.outgoingStream.bind(persistence);
@@ -124,7 +125,7 @@ describe('the offline queue of a persistent session', () => {
     await sleep(100);
     expect(got).toEqual([{ topic: desired, payload: 'document', retain: true }]);
     // The patched SUBSCRIBE listed the retained packets instead of streaming them.
-    const persistence = (tb.broker.aedes as unknown as { persistence: IndexedPersistence }).persistence;
+    const persistence = persistenceOf(tb.broker);
     expect(persistence.retainedListed).toBeGreaterThanOrEqual(2);
   });
 

@@ -7,6 +7,7 @@ import {
   connect,
   endClients,
   PREFIX,
+  persistenceOf,
   sleep,
   startTestBroker,
   TableAuthenticator,
@@ -27,7 +28,6 @@ afterEach(async () => {
 });
 
 const dev = (id: string, channel: string) => `${PREFIX}/devices/${id}/${channel}`;
-const persistenceOf = (t: TestBroker) => (t.broker.aedes as unknown as { persistence: unknown }).persistence;
 
 /**
  * Subscribes a fresh manager-side client and returns what the retained replay delivered: waits
@@ -47,7 +47,7 @@ async function replay(
 
 describe('retained messages through the broker', () => {
   it('the broker runs on IndexedPersistence', () => {
-    expect(persistenceOf(tb)).toBeInstanceOf(IndexedPersistence);
+    expect(persistenceOf(tb.broker)).toBeInstanceOf(IndexedPersistence);
   });
 
   it('a newer retained message replaces the older one', async () => {
@@ -66,7 +66,7 @@ describe('retained messages through the broker', () => {
     expect((await replay(dev('gw-2', 'desired'), 1)).length).toBe(1);
     await manager.publishAsync(dev('gw-2', 'desired'), '', { qos: 1, retain: true });
     expect(await replay(dev('gw-2', 'desired'), 0)).toEqual([]);
-    expect((persistenceOf(tb) as IndexedPersistence).retainedCount).toBe(0);
+    expect(persistenceOf(tb.broker).retainedCount).toBe(0);
   });
 
   it('wildcard subscribers get exactly the matching retained messages', async () => {
@@ -106,7 +106,7 @@ describe('retained messages through the broker', () => {
     for (let i = 0; i < n; i++) {
       await manager.publishAsync(dev(`dev-${i}`, 'desired'), `doc ${i}`, { qos: 1, retain: true });
     }
-    const p = persistenceOf(tb) as IndexedPersistence;
+    const p = persistenceOf(tb.broker);
     const before = { ...p.retainedWork };
     const received = await Promise.all(
       Array.from({ length: n }, async (_, i) => {

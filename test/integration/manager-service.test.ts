@@ -16,6 +16,7 @@ import { publicOf } from '../../protocol/keys.js';
 import { type ChunkMessage, decodeChunk, encodeFetch, type ReportedMessage } from '../../protocol/messages.js';
 import { testKeys } from '../fixtures/keys.js';
 import { testBundle } from '../fixtures/snapshots.js';
+import { persistenceOf } from './broker-harness.js';
 
 const PREFIX = 'fleetgate/v1';
 const silent = pino({ level: 'silent' });
@@ -334,9 +335,7 @@ describe('FleetService over a real broker', () => {
     });
     env.clients.push(c);
     await c.subscribeAsync(topic('gw-4', 'desired'), { qos: 1 });
-    const persistence = (env.broker.aedes as unknown as { persistence: unknown }).persistence as {
-      subscriptionsByClient(c: { id: string }): Promise<unknown[] | null>;
-    };
+    const persistence = persistenceOf(env.broker);
     expect(await persistence.subscriptionsByClient({ id: 'fg-gw-4' })).toHaveLength(1);
     const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
     await env.svc.removeDevice('gw-4');
