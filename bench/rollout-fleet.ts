@@ -289,6 +289,7 @@ export async function runRolloutFleet(
     const ks0 = procCpuSeconds(s.pid);
     const k0 = performance.now();
     const bytes2 = m.service.stats().fetch.bytes;
+    const msg2 = await brokerMessages(http, token);
     // A rollout that stopped by itself is already rolling back: timed from here to its end.
     if (rolloutPhase === 'completed') await m.rollouts.command(id, 'rollback', 'bench');
     const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 600_000, log);
@@ -297,8 +298,9 @@ export async function runRolloutFleet(
     const rollbackSimCpuS = procCpuSeconds(s.pid) - ks0;
     await profStop(`${n}-rollback`, s);
     const rollbackBytes = m.service.stats().fetch.bytes - bytes2;
+    const rollbackMessages = (await brokerMessages(http, token)) - msg2;
     log(
-      `rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s, ${rollbackBytes} bytes served (CPU per device: manager ${perDevice(rollbackCpuS)}, simulator ${perDevice(rollbackSimCpuS)})`,
+      `rollback ${rollbackPhase} in ${rollbackS.toFixed(2)} s (${rollbackMessages} messages), ${rollbackBytes} bytes served (CPU per device: manager ${perDevice(rollbackCpuS)}, simulator ${perDevice(rollbackSimCpuS)})`,
     );
 
     // (f) steady state: every device reports every 10 s; the API is polled every 100 ms, from a

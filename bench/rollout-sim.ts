@@ -6,6 +6,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { MqttClient } from 'mqtt';
 import pino from 'pino';
 import {
   type EnrolledDevice,
@@ -36,6 +37,17 @@ proto._writeGeneric = function (this: Socket, ...a: unknown[]) {
   return writeGeneric.apply(this, a);
 };
 
+/** The agents' publishes by channel (the topic's last level), counted like the socket writes. */
+const published = new Map<string, number>();
+let published0 = new Map<string, number>();
+const clientProto = MqttClient.prototype as unknown as { publish: (topic: string, ...a: unknown[]) => unknown };
+const publish = clientProto.publish;
+clientProto.publish = function (this: MqttClient, topic: string, ...a: unknown[]) {
+  const channel = topic.slice(topic.lastIndexOf('/') + 1);
+  published.set(channel, (published.get(channel) ?? 0) + 1);
+  return publish.call(this, topic, ...a);
+};
+
 function need(): SimFleet {
   if (!fleet) throw new Error('no fleet: call start first');
   return fleet;
@@ -51,6 +63,7 @@ serveParent({
   async profStart(a) {
     cpu0 = process.cpuUsage();
     writes0 = writes;
+    published0 = new Map(published);
     if (process.env.FG_BENCH_HEAP_PROFILE) {
       const { Session } = await import('node:inspector/promises');
       heap = new Session();
@@ -79,6 +92,7 @@ serveParent({
         system: used.system / 1e6,
         total: (used.user + used.system) / 1e6,
         socketWrites: writes - writes0,
+        published: Object.fromEntries([...published].map(([k, v]) => [k, v - (published0.get(k) ?? 0)])),
       };
       writeFileSync(`${file}.cpu.json`, `${JSON.stringify(s)}\n`);
     }
