@@ -12,9 +12,12 @@ import type { Ed25519 } from '../protocol/ed25519.js';
 import { type TrustStore, trustStore } from '../protocol/keys.js';
 import { checkCompatibility, ManifestVerifier } from '../protocol/manifest.js';
 import {
+  EVENTS_PER_MESSAGE_MAX,
   EventMessage,
+  encodeEventBatch,
   encodeJsonMessage,
   HealthMessage,
+  LIMITS,
   ReportedMessage,
   type SlotName,
   TelemetryMessage,
@@ -35,8 +38,23 @@ export const AGENT_VERSION = '0.1.0';
 const EVENT_OUTBOX_MAX = 1000;
 /** A PUBACK slower than this counts as lost: the event is sent again (the ledger drops duplicates). */
 const EVENT_ACK_TIMEOUT_MS = 10_000;
-/** Events sent at once (QoS 1, in flight together); a day offline is sent in batches of this many. */
-const EVENT_BATCH_MAX = 64;
+/**
+ * Events sent in one `events` message (a JSON array, QoS 1): at most EVENTS_PER_MESSAGE_MAX and
+ * LIMITS.jsonMessage bytes, so a day offline goes out in messages of up to 64 events. A lone event
+ * goes as an object, as before batches.
+ */
+function takeBatch(outbox: readonly Uint8Array[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let bytes = 2;
+  for (const b of outbox) {
+    if (out.length === EVENTS_PER_MESSAGE_MAX) break;
+    bytes += b.byteLength + (out.length > 0 ? 1 : 0);
+    // The first always goes (one event is within the limit: its schema bounds it).
+    if (out.length > 0 && bytes > LIMITS.jsonMessage) break;
+    out.push(b);
+  }
+  return out;
+}
 
 export interface AgentParts {
   readonly config: AgentConfig;
@@ -277,9 +295,9 @@ export class Agent {
       );
     }
     // Flushed once the promise jobs of this turn have run (process.nextTick runs after them): a
-    // chain of transitions (a rollback's four) goes out as one batch, and mqtt.js writes it in the
-    // same corked socket write as the report and the PUBACK of that turn, instead of one write and
-    // one PUBACK wait per event (each loopback write costs tens of microseconds of kernel time).
+    // chain of transitions (a rollback's four) goes out as one `events` message (a JSON array), in
+    // the same corked socket write as the report and the PUBACK of that turn, instead of a message,
+    // a PUBACK and a pass through the broker per event (DESIGN.md "Events travel in batches").
     if (this.flushQueued) return;
     this.flushQueued = true;
     process.nextTick(() => {
@@ -289,8 +307,8 @@ export class Agent {
   }
 
   /**
-   * Sends what the outbox holds as one batch (in order, QoS 1) and drops what the broker
-   * acknowledged; what was not acknowledged within EVENT_ACK_TIMEOUT_MS is sent again, after a
+   * Sends what the outbox holds as one message (takeBatch: in order, QoS 1) and drops it once the
+   * broker acknowledged it; what was not acknowledged within EVENT_ACK_TIMEOUT_MS is sent again, after a
    * pause while the link is up, else on the next connection. Events queued meanwhile go in the
    * next batch.
    */
@@ -299,17 +317,15 @@ export class Agent {
     this.flushing = true;
     try {
       while (this.outbox.length > 0 && this.link.connected) {
-        const batch = this.outbox.slice(0, EVENT_BATCH_MAX);
+        const batch = takeBatch(this.outbox);
         const acked = new Set<Uint8Array>();
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
-          Promise.all(
-            batch.map((b) =>
-              this.link.publish('events', b).then(
-                () => acked.add(b),
-                () => undefined,
-              ),
-            ),
+          this.link.publish('events', batch.length === 1 ? (batch[0] as Uint8Array) : encodeEventBatch(batch)).then(
+            () => {
+              for (const b of batch) acked.add(b);
+            },
+            () => undefined,
           ),
           new Promise<void>((r) => {
             timer = setTimeout(r, EVENT_ACK_TIMEOUT_MS);

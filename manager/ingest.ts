@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../protocol/errors.js';
 import {
-  decodeEvent,
+  decodeEvents,
   decodeHealth,
   decodeReported,
   decodeState,
@@ -244,13 +244,13 @@ export class Ingest {
         break;
       }
       case 'events': {
-        const m = decodeEvent(payload);
+        const m = decodeEvents(payload);
         if (!m.ok) {
           this.reject(device, channel, m.error.code, m.error.message);
           return;
         }
         this.put({ ...cur, lastSeen: now });
-        this.event(updateEvent(device, m.value, now));
+        for (const e of m.value) this.event(updateEvent(device, e, now));
         fresh = true;
         break;
       }

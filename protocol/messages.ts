@@ -232,6 +232,40 @@ export const decodeReported = (b: Uint8Array | string) => decodeJsonMessage(Repo
 export const decodeHealth = (b: Uint8Array | string) => decodeJsonMessage(HealthMessage, b);
 export const decodeTelemetry = (b: Uint8Array | string) => decodeJsonMessage(TelemetryMessage, b);
 export const decodeEvent = (b: Uint8Array | string) => decodeJsonMessage(EventMessage, b);
+
+/** Events one `events` message may carry (an array): the agent's outbox sends at most this many at once. */
+export const EVENTS_PER_MESSAGE_MAX = 64;
+const EventBatch = z.array(EventMessage).check(z.minLength(1), z.maxLength(EVENTS_PER_MESSAGE_MAX));
+
+/**
+ * `{p}/devices/{id}/events`: one event (an object, as agents before the batch sent it) or a batch
+ * (an array of 1-64 events, in the order they happened). Either way a list; a batch with one bad
+ * event is refused whole (its path names the item).
+ */
+export function decodeEvents(b: Uint8Array | string): Result<readonly EventMessage[]> {
+  const parsed = decodeJson(b, LIMITS.jsonMessage);
+  if (!parsed.ok) return parsed;
+  if (Array.isArray(parsed.value)) return validate(EventBatch, parsed.value);
+  const one = validate(EventMessage, parsed.value);
+  return one.ok ? ok([one.value]) : one;
+}
+
+/**
+ * One `events` message of events already encoded one by one (encodeJsonMessage): a JSON array of
+ * them, byte for byte (no re-encoding).
+ */
+export function encodeEventBatch(events: readonly Uint8Array[]): Uint8Array {
+  const parts: Uint8Array[] = [OPEN];
+  events.forEach((e, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(e);
+  });
+  parts.push(CLOSE);
+  return Buffer.concat(parts);
+}
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
 export const decodeFetch = (b: Uint8Array) => decodeCborMessage(FetchMessage, b, LIMITS.fetch);
 export const decodeChunk = (b: Uint8Array) => decodeCborMessage(ChunkMessage, b, LIMITS.maxChunk + 1024);
 

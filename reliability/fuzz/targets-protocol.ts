@@ -15,6 +15,7 @@ import { openManifest } from '../../protocol/manifest.js';
 import {
   decodeChunk,
   decodeEvent,
+  decodeEvents,
   decodeFetch,
   decodeHealth,
   decodeReported,
@@ -167,6 +168,7 @@ stages:
     bytesTarget('decodeHealth', 1, jsonArb, decodeHealth),
     bytesTarget('decodeTelemetry', 1, jsonArb, decodeTelemetry),
     bytesTarget('decodeEvent', 1, jsonArb, decodeEvent),
+    bytesTarget('decodeEvents', 1, jsonArb, decodeEvents),
     bytesTarget('decodeFetch', 1, fetchArb, decodeFetch),
     bytesTarget('decodeChunk', 1, chunkArb, decodeChunk),
     bytesTarget('decodeCbor', 1, inputs([...c.fetch, ...c.chunk, ...coseCorpus]), (b) =>

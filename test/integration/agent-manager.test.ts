@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeEvents } from '../../protocol/messages.js';
+import { unwrap } from '../../protocol/result.js';
 import { startTestFleet, type TestFleet } from '../helpers/fleet.js';
 
 const TRIAL = { window_s: 2, health: 'runtime_healthy && adapter_connected', telemetry: 'gap < 2s' };
@@ -84,8 +86,15 @@ describe('rollback to the baseline held in the other slot', () => {
     await fleet?.close();
   });
 
-  it('switches back without downloading a byte', async () => {
-    await fleet.addAgent({ id: 'gw-9', site: 'plant-b', hardware: 'gw-x86' });
+  it('switches back without downloading a byte; its transitions go out as batches of events', async () => {
+    const gw = await fleet.addAgent({ id: 'gw-9', site: 'plant-b', hardware: 'gw-x86' });
+    // What the real agent hands its MQTT link on the events topic, as the broker gets it.
+    const sent: Uint8Array[] = [];
+    const publish = gw.agent.link.publish.bind(gw.agent.link);
+    gw.agent.link.publish = (channel, payload) => {
+      if (channel === 'events') sent.push(payload);
+      return publish(channel, payload);
+    };
     const base = fleet.bundle('3.0.0', 10, { mode: 'healthy', interval_ms: 100 });
     const next = fleet.bundle('3.1.0', 11, { mode: 'healthy', interval_ms: 100, kpi: { cycle_time: 1.3 } });
     await fleet.manager.service.pushSnapshot(base.bytes);
@@ -103,9 +112,25 @@ describe('rollback to the baseline held in the other slot', () => {
     expect(onNext.slots[other]).toEqual({ snapshot: base.id, state: 'good' });
 
     const bytesBefore = fleet.manager.service.stats().fetch.bytes;
-    await fleet.manager.service.assign(['gw-9'], base.id, { trial: TRIAL });
+    sent.length = 0;
+    const assigned = await fleet.manager.service.assign(['gw-9'], base.id, { trial: TRIAL });
+    const generation = assigned.assigned[0]?.generation;
     const back = await fleet.waitFor('base committed again', committed(base.id));
     expect(back.active_slot).toBe(other);
     expect(fleet.manager.service.stats().fetch.bytes).toBe(bytesBefore);
+
+    // The rollback's transitions, in order, in fewer messages than transitions (the chain from
+    // verifying to trial runs without a pause), and the manager's ledger has each one once.
+    const batches = sent.map((b) => unwrap(decodeEvents(b)).filter((e) => e.generation === generation));
+    const phases = batches.flat().map((e) => e.to);
+    expect(phases).toEqual(['verifying', 'staged', 'switching', 'trial', 'committed']);
+    expect(batches.filter((b) => b.length > 0).length).toBeLessThan(phases.length);
+    const ledger = () =>
+      fleet.manager.service
+        .events({ device: 'gw-9', kind: 'update', limit: 1000 })
+        .filter((e) => e.data.generation === generation)
+        .map((e) => e.data.to);
+    await fleet.waitFor('ledger has the rollback', () => ledger().length === phases.length);
+    expect(ledger()).toEqual(phases);
   });
 });

@@ -154,6 +154,25 @@ describe('ingestion', () => {
     expect(ingest.counters.duplicates).toBe(1);
   });
 
+  it('an events message may carry a batch (a JSON array): each event is recorded, in order, once', () => {
+    ingest.handle('gw-1', 'events', json([event(1), event(2), event(3)]));
+    // Redelivered as a batch again, and one of them alone (at-least-once): nothing twice.
+    ingest.handle('gw-1', 'events', json([event(2), event(3)]));
+    ingest.handle('gw-1', 'events', json(event(3)));
+    ingest.flush();
+    expect(t.store.events.query({ device: 'gw-1', kind: 'update' }).map((e) => e.data.seq)).toEqual([1, 2, 3]);
+    expect(flushed[0]!.events.map((e) => e.data.seq)).toEqual([1, 2, 3]);
+  });
+
+  it('a batch with one bad event, an empty batch or an oversized one is refused whole, with its code', () => {
+    ingest.handle('gw-1', 'events', json([event(1), { ...event(2), to: 'rebooting' }]));
+    ingest.handle('gw-1', 'events', json([]));
+    ingest.handle('gw-1', 'events', json(Array.from({ length: 65 }, (_, i) => event(i + 1))));
+    ingest.flush();
+    expect(t.store.events.query({ device: 'gw-1', kind: 'update' })).toEqual([]);
+    expect(ingest.counters.rejected.FG_SCHEMA).toBe(3);
+  });
+
   it('keeps online/lost counts of live devices that match a full scan after connects, wills, removals and re-enrolments', () => {
     const liveIds = new Set(['d1', 'd2', 'd3', 'd4']);
     ingest = new Ingest({ store: t.store, clock, logger: silent, epoch: 1, isLive: (id) => liveIds.has(id) });

@@ -8,15 +8,18 @@ import {
   decodeCborMessage,
   decodeChunk,
   decodeEvent,
+  decodeEvents,
   decodeFetch,
   decodeHealth,
   decodeJsonMessage,
   decodeReported,
   decodeState,
   decodeTelemetry,
+  EVENTS_PER_MESSAGE_MAX,
   type EventMessage,
   EventMessage as EventSchema,
   encodeChunk,
+  encodeEventBatch,
   encodeFetch,
   encodeJsonMessage,
   type FetchMessage,
@@ -126,6 +129,7 @@ const JSON_DECODERS = {
   health: decodeHealth,
   telemetry: decodeTelemetry,
   event: decodeEvent,
+  events: decodeEvents,
 } as const;
 const CBOR_DECODERS = {
   fetch: decodeFetch,
@@ -146,6 +150,26 @@ describe('round trips', () => {
     expect(value((decode as (b: Uint8Array | string) => Result<unknown>)(Buffer.from(bytes).toString()))).toEqual(msg);
     // Observability topics are JSON that mosquitto_sub and Grafana read as they are (DESIGN.md).
     expect(JSON.parse(Buffer.from(bytes).toString())).toEqual(msg);
+  });
+
+  it('an events batch: a JSON array of the events as they were encoded, byte for byte', () => {
+    const one = encodeJsonMessage(EventSchema, event);
+    const two = encodeJsonMessage(EventSchema, { ...event, seq: event.seq + 1, from: 'trial', to: 'committed' });
+    const batch = encodeEventBatch([one, two]);
+    expect(Buffer.from(batch).toString()).toBe(`[${Buffer.from(one)},${Buffer.from(two)}]`);
+    expect(value(decodeEvents(batch)).map((e) => e.to)).toEqual([event.to, 'committed']);
+    // One event alone (an object, as agents before batches sent it) is a list of one.
+    expect(value(decodeEvents(one))).toEqual([event]);
+    expect(value(decodeEvents(encodeEventBatch([one])))).toEqual([event]);
+  });
+
+  it('an events batch holds 1 to EVENTS_PER_MESSAGE_MAX events; a bad one is named by its index', () => {
+    const one = encodeJsonMessage(EventSchema, event);
+    expect(value(decodeEvents(encodeEventBatch(Array(EVENTS_PER_MESSAGE_MAX).fill(one))))).toHaveLength(64);
+    expect(failure(decodeEvents(encodeEventBatch(Array(EVENTS_PER_MESSAGE_MAX + 1).fill(one)))).code).toBe('FG_SCHEMA');
+    expect(failure(decodeEvents('[]')).code).toBe('FG_SCHEMA');
+    const bad = failure(decodeEvents(JSON.stringify([event, { ...event, to: 'rebooting' }])));
+    expect([bad.code, bad.message]).toEqual(['FG_SCHEMA', expect.stringContaining(': 1.to: ')]);
   });
 
   it('fetch (CBOR)', () => {
