@@ -214,7 +214,9 @@ export async function runRolloutFleet(
     const v2 = build('2.0.0', 2, pad);
     for (const b of [v1, v2]) await m.service.pushSnapshot(b.bytes);
 
-    const s = forkBench('rollout-sim');
+    // FG_BENCH_SIM_FLAGS='--flag ...': node/V8 flags for the simulator's process only.
+    const simFlags = process.env.FG_BENCH_SIM_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
+    const s = forkBench('rollout-sim', { execArgv: [...process.execArgv, ...simFlags] });
     sim = s;
     const up = await s.call<{ ms: number; memory: PerAgentMemory }>(
       'start',
@@ -284,12 +286,13 @@ export async function runRolloutFleet(
     await sleep(1_000);
 
     // (b) the rollback of the whole fleet.
+    // Read before the clocks start: /metrics is the manager's work, not the rollback's.
+    const msg2 = await brokerMessages(http, token);
     await profStart(s);
     const kc0 = process.cpuUsage();
     const ks0 = procCpuSeconds(s.pid);
     const k0 = performance.now();
     const bytes2 = m.service.stats().fetch.bytes;
-    const msg2 = await brokerMessages(http, token);
     // A rollout that stopped by itself is already rolling back: timed from here to its end.
     if (rolloutPhase === 'completed') await m.rollouts.command(id, 'rollback', 'bench');
     const rollbackPhase = await waitPhase(m, id, ['rolled_back'], 600_000, log);

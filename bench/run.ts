@@ -6,8 +6,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { FLEET_NODE_OPTIONS } from '../cli/fleet-node-options.js';
+import { reexecWithNodeFlags } from '../cli/reexec.js';
 import { type Figure, formatFigure, goalMet } from './lib.js';
 import { BENCHES } from './registry.js';
+
+// The benchmarks host the manager and the simulator: they run with those processes' V8 options
+// (cli/fleet-node-options.ts), as the manager's unit and `fleetgate simulate` do; this process
+// starts itself again with them if it lacks them. Device-side children drop them (chunk-transfer).
+const rerun = await reexecWithNodeFlags(FLEET_NODE_OPTIONS);
+if (rerun !== null) process.exit(rerun);
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -45,7 +53,9 @@ writeFileSync(
   `${JSON.stringify({ at: new Date().toISOString(), node: process.version, cores: cpus().length, quick, results }, null, 2)}\n`,
 );
 // A benchmark that failed has no figures to miss goals with: it is counted on its own.
-const failed = Object.entries(results).filter(([, r]) => !Array.isArray(r)).map(([name]) => name);
+const failed = Object.entries(results)
+  .filter(([, r]) => !Array.isArray(r))
+  .map(([name]) => name);
 const failedText = failed.length > 0 ? `, ${failed.length} benchmark(s) FAILED (${failed.join(', ')})` : '';
 process.stdout.write(`\n${missed} goal(s) missed${failedText}; figures written to ${file}\n`);
 process.exitCode = failed.length > 0 ? 1 : 0;
