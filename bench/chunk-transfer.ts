@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DEFAULT_CHUNK_SIZE } from '../agent/downloader.js';
-import { FLEET_NODE_OPTIONS } from '../cli/fleet-node-options.js';
+import { MANAGER_NODE_OPTIONS } from '../cli/fleet-node-options.js';
 import { withoutNodeFlags } from '../cli/reexec.js';
 import { deviceTopic } from '../protocol/topics.js';
 import { epochMs, forkBench, profilerCommands, sleep, startBenchFleet } from './kit.js';
@@ -82,8 +82,8 @@ export async function measureChunkTransfer(opts: {
 }): Promise<ChunkTransferResult> {
   // In-process manager link, as the manager runs with its embedded broker (manager/server.ts).
   const fleet = await startBenchFleet({ tag: 'chunks', inProcess: true });
-  // The device side runs with node's defaults, not the manager's FLEET_NODE_OPTIONS (bench/run.ts).
-  const device = forkBench('chunk-device', { execArgv: withoutNodeFlags(process.execArgv, FLEET_NODE_OPTIONS) });
+  // The device side runs with node's defaults, not the manager's options (bench/run.ts).
+  const device = forkBench('chunk-device', { execArgv: withoutNodeFlags(process.execArgv, MANAGER_NODE_OPTIONS) });
   let pub: MqttClient | undefined;
   try {
     const { service } = fleet;

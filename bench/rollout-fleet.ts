@@ -15,10 +15,13 @@
  *   the window), then the same while GET /api/v1/devices?limit=50 is polled every 100 ms from a
  *   child process (bench/api-poll.ts): the manager process's CPU share of each half, the API p99.
  */
+
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { MANAGER_NODE_OPTIONS, SIMULATOR_NODE_OPTIONS } from '../cli/fleet-node-options.js';
+import { withoutNodeFlags } from '../cli/reexec.js';
 import { enrolSimulated } from '../cli/sim-kit.js';
 import { resolveConfig } from '../manager/config.js';
 import { type RunningManager, startManager } from '../manager/server.js';
@@ -214,9 +217,11 @@ export async function runRolloutFleet(
     const v2 = build('2.0.0', 2, pad);
     for (const b of [v1, v2]) await m.service.pushSnapshot(b.bytes);
 
-    // FG_BENCH_SIM_FLAGS='--flag ...': node/V8 flags for the simulator's process only.
+    // The simulator's process runs with its own V8 options, as `fleetgate simulate` does, not the
+    // manager's; FG_BENCH_SIM_FLAGS='--flag ...' adds node/V8 flags to it.
     const simFlags = process.env.FG_BENCH_SIM_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-    const s = forkBench('rollout-sim', { execArgv: [...process.execArgv, ...simFlags] });
+    const simArgv = withoutNodeFlags(process.execArgv, [...MANAGER_NODE_OPTIONS, ...SIMULATOR_NODE_OPTIONS]);
+    const s = forkBench('rollout-sim', { execArgv: [...simArgv, ...SIMULATOR_NODE_OPTIONS, ...simFlags] });
     sim = s;
     const up = await s.call<{ ms: number; memory: PerAgentMemory }>(
       'start',

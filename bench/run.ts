@@ -6,15 +6,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { FLEET_NODE_OPTIONS } from '../cli/fleet-node-options.js';
+import { MANAGER_NODE_OPTIONS } from '../cli/fleet-node-options.js';
 import { reexecWithNodeFlags } from '../cli/reexec.js';
 import { type Figure, formatFigure, goalMet } from './lib.js';
 import { BENCHES } from './registry.js';
 
-// The benchmarks host the manager and the simulator: they run with those processes' V8 options
-// (cli/fleet-node-options.ts), as the manager's unit and `fleetgate simulate` do; this process
-// starts itself again with them if it lacks them. Device-side children drop them (chunk-transfer).
-const rerun = await reexecWithNodeFlags(FLEET_NODE_OPTIONS);
+// The benchmarks host managers: this process runs with the manager's V8 options, as its systemd
+// unit does (cli/fleet-node-options.ts), and starts itself again with them if it lacks them. The
+// simulator's child takes the simulator's (rollout-fleet), the device's child node's defaults
+// (chunk-transfer).
+const rerun = await reexecWithNodeFlags(MANAGER_NODE_OPTIONS);
 if (rerun !== null) process.exit(rerun);
 
 const argv = process.argv.slice(2);

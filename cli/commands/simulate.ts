@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { FleetgateError } from '../../protocol/result.js';
 import { type ClientOptions, withClientOptions } from '../api-client.js';
-import { FLEET_NODE_OPTIONS } from '../fleet-node-options.js';
+import { SIMULATOR_NODE_OPTIONS } from '../fleet-node-options.js';
 import { printResult } from '../output.js';
 import { reexecWithNodeFlags } from '../reexec.js';
 
@@ -58,8 +58,8 @@ export function register(program: Command): void {
 }
 
 async function runSimulate(o: Opts): Promise<void> {
-  // The simulator is a fleet-scale process: it runs with FLEET_NODE_OPTIONS, in a child if need be.
-  const code = await reexecWithNodeFlags(FLEET_NODE_OPTIONS);
+  // The simulator is a fleet-scale process: it runs with SIMULATOR_NODE_OPTIONS, in a child if need be.
+  const code = await reexecWithNodeFlags(SIMULATOR_NODE_OPTIONS);
   if (code !== null) {
     process.exitCode = code;
     return;

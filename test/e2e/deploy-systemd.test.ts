@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { AGENT_NODE_OPTIONS } from '../../cli/agent-node-options.js';
 import { AGENT_INSTALL_DEFAULTS, renderAgentUnit } from '../../cli/commands/agent-install.js';
-import { FLEET_NODE_OPTIONS } from '../../cli/fleet-node-options.js';
+import { MANAGER_NODE_OPTIONS } from '../../cli/fleet-node-options.js';
 import { publicKeyToPem, publicOf } from '../../protocol/keys.js';
 import { testKeys } from '../fixtures/keys.js';
 
@@ -209,11 +209,11 @@ describe('fleetgate agent install', () => {
     expect(await exited).toBe(0);
   });
 
-  it('the manager unit runs node with the fleet-scale node options (cli/fleet-node-options.ts)', () => {
+  it('the manager unit runs node with MANAGER_NODE_OPTIONS (cli/fleet-node-options.ts)', () => {
     const unit = readFileSync(join(DEPLOY, 'fleetgate-manager.service'), 'utf8');
     const exec = unit.split('\n').find((l) => l.startsWith('ExecStart='));
     expect(exec).toBe(
-      `ExecStart=/usr/bin/node ${FLEET_NODE_OPTIONS.join(' ')} /opt/fleetgate/bin/fleetgate.js manager --config /etc/fleetgate/manager.yaml`,
+      `ExecStart=/usr/bin/node ${MANAGER_NODE_OPTIONS.join(' ')} /opt/fleetgate/bin/fleetgate.js manager --config /etc/fleetgate/manager.yaml`,
     );
   });
 
