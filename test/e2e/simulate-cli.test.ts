@@ -1,6 +1,6 @@
 /**
  * `fleetgate simulate` as a user runs it: a real `fleetgate manager` process, then the simulate
- * command (itself a real process, which starts itself again with FLEET_NODE_OPTIONS, cli/reexec.ts)
+ * command (itself a real process, which starts itself again with SIMULATOR_NODE_OPTIONS, cli/reexec.ts)
  * enrols devices through the HTTP API, runs their agents against the manager's broker and stops
  * after --duration.
  */
