@@ -13,8 +13,6 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DEFAULT_CHUNK_SIZE } from '../agent/downloader.js';
-import { MANAGER_NODE_OPTIONS } from '../cli/fleet-node-options.js';
-import { withoutNodeFlags } from '../cli/reexec.js';
 import { deviceTopic } from '../protocol/topics.js';
 import { epochMs, forkBench, profilerCommands, sleep, startBenchFleet } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
@@ -82,8 +80,7 @@ export async function measureChunkTransfer(opts: {
 }): Promise<ChunkTransferResult> {
   // In-process manager link, as the manager runs with its embedded broker (manager/server.ts).
   const fleet = await startBenchFleet({ tag: 'chunks', inProcess: true });
-  // The device side runs with node's defaults, not the manager's options (bench/run.ts).
-  const device = forkBench('chunk-device', { execArgv: withoutNodeFlags(process.execArgv, MANAGER_NODE_OPTIONS) });
+  const device = forkBench('chunk-device');
   let pub: MqttClient | undefined;
   try {
     const { service } = fleet;

@@ -6,17 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { MANAGER_NODE_OPTIONS } from '../cli/fleet-node-options.js';
-import { reexecWithNodeFlags } from '../cli/reexec.js';
 import { type Figure, formatFigure, goalMet } from './lib.js';
 import { BENCHES } from './registry.js';
-
-// The benchmarks host managers: this process runs with the manager's V8 options, as its systemd
-// unit does (cli/fleet-node-options.ts), and starts itself again with them if it lacks them. The
-// simulator's child takes the simulator's (rollout-fleet), the device's child node's defaults
-// (chunk-transfer).
-const rerun = await reexecWithNodeFlags(MANAGER_NODE_OPTIONS);
-if (rerun !== null) process.exit(rerun);
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');

@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { AGENT_NODE_OPTIONS } from '../../cli/agent-node-options.js';
 import { AGENT_INSTALL_DEFAULTS, renderAgentUnit } from '../../cli/commands/agent-install.js';
-import { MANAGER_NODE_OPTIONS } from '../../cli/fleet-node-options.js';
 import { publicKeyToPem, publicOf } from '../../protocol/keys.js';
 import { testKeys } from '../fixtures/keys.js';
 
@@ -207,14 +206,6 @@ describe('fleetgate agent install', () => {
     expect(out).toContain('agent started');
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-  });
-
-  it('the manager unit runs node with MANAGER_NODE_OPTIONS (cli/fleet-node-options.ts)', () => {
-    const unit = readFileSync(join(DEPLOY, 'fleetgate-manager.service'), 'utf8');
-    const exec = unit.split('\n').find((l) => l.startsWith('ExecStart='));
-    expect(exec).toBe(
-      `ExecStart=/usr/bin/node ${MANAGER_NODE_OPTIONS.join(' ')} /opt/fleetgate/bin/fleetgate.js manager --config /etc/fleetgate/manager.yaml`,
-    );
   });
 
   it('bin/fleetgate-agent.js carries the node options of the unit in its shebang, and runs as a program', () => {
