@@ -20,8 +20,6 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SIMULATOR_NODE_OPTIONS } from '../cli/fleet-node-options.js';
-import { withoutNodeFlags } from '../cli/reexec.js';
 import { enrolSimulated } from '../cli/sim-kit.js';
 import { resolveConfig } from '../manager/config.js';
 import { type RunningManager, startManager } from '../manager/server.js';
@@ -217,11 +215,9 @@ export async function runRolloutFleet(
     const v2 = build('2.0.0', 2, pad);
     for (const b of [v1, v2]) await m.service.pushSnapshot(b.bytes);
 
-    // The simulator's process runs with its V8 options, as `fleetgate simulate` does (the runner's
-    // own flags, as --expose-gc, are passed on); FG_BENCH_SIM_FLAGS='--flag ...' adds more.
+    // FG_BENCH_SIM_FLAGS='--flag ...': node/V8 flags for the simulator's process only.
     const simFlags = process.env.FG_BENCH_SIM_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-    const simArgv = withoutNodeFlags(process.execArgv, SIMULATOR_NODE_OPTIONS);
-    const s = forkBench('rollout-sim', { execArgv: [...simArgv, ...SIMULATOR_NODE_OPTIONS, ...simFlags] });
+    const s = forkBench('rollout-sim', { execArgv: [...process.execArgv, ...simFlags] });
     sim = s;
     const up = await s.call<{ ms: number; memory: PerAgentMemory }>(
       'start',

@@ -7,9 +7,7 @@
 import type { Command } from 'commander';
 import { FleetgateError } from '../../protocol/result.js';
 import { type ClientOptions, withClientOptions } from '../api-client.js';
-import { SIMULATOR_NODE_OPTIONS } from '../fleet-node-options.js';
 import { printResult } from '../output.js';
-import { reexecWithNodeFlags } from '../reexec.js';
 
 interface Opts extends ClientOptions {
   devices?: string;
@@ -58,12 +56,6 @@ export function register(program: Command): void {
 }
 
 async function runSimulate(o: Opts): Promise<void> {
-  // The simulator is a fleet-scale process: it runs with SIMULATOR_NODE_OPTIONS, in a child if need be.
-  const code = await reexecWithNodeFlags(SIMULATOR_NODE_OPTIONS);
-  if (code !== null) {
-    process.exitCode = code;
-    return;
-  }
   const sim = await import('../../simulator/index.js');
   const { default: pino } = await import('pino');
   const count = positive('--devices', o.devices);

@@ -1,8 +1,7 @@
 /**
  * `fleetgate simulate` as a user runs it: a real `fleetgate manager` process, then the simulate
- * command (itself a real process, which starts itself again with SIMULATOR_NODE_OPTIONS, cli/reexec.ts)
- * enrols devices through the HTTP API, runs their agents against the manager's broker and stops
- * after --duration.
+ * command (a real process) enrols devices through the HTTP API, runs their agents against the
+ * manager's broker and stops after --duration.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
