@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
 import { z } from 'zod';
 import { FleetgateError } from '../protocol/result.js';
+import { yamlTooDeep } from '../protocol/yaml-depth.js';
 
 const PHASES = ['completed', 'rolled_back', 'failed', 'aborted', 'paused'] as const;
 
@@ -83,6 +84,8 @@ export function loadScenario(path: string): LoadedScenario {
     throw FleetgateError.of('FG_FILE_READ', `${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   if (text.length > 256 * 1024) invalid(`${path}: larger than 256 KiB`);
+  const deep = yamlTooDeep(text);
+  if (deep) invalid(`${path}: line ${deep.line}, column ${deep.column}: ${deep.message}`);
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -116,6 +119,8 @@ export function loadScenario(path: string): LoadedScenario {
   }
   let plan: Record<string, unknown>;
   if (typeof scenario.plan === 'string') {
+    const deepPlan = yamlTooDeep(scenario.plan);
+    if (deepPlan) invalid(`${path}: plan: line ${deepPlan.line}: ${deepPlan.message}`, 'plan');
     let p: unknown;
     try {
       p = parseYaml(scenario.plan);

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { LIMITS } from '../protocol/messages.js';
 import { err, ok, type Result } from '../protocol/result.js';
 import { DEFAULT_PREFIX, isValidPrefix } from '../protocol/topics.js';
+import { yamlTooDeep } from '../protocol/yaml-depth.js';
 import { MosquittoSectionSchema, type MosquittoSettings, resolveMosquittoSection } from './mosquitto-config.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -302,6 +303,8 @@ export function loadConfig(path: string | undefined, overrides?: ConfigOverrides
   } catch (e) {
     return err('FG_FILE_READ', `${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, file);
   }
+  const deep = yamlTooDeep(text);
+  if (deep) return err('FG_CONFIG_INVALID', `${file}: ${deep.message}`, `line ${deep.line}, column ${deep.column}`);
   let raw: unknown;
   try {
     raw = parseYaml(text);

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { err, FleetgateError, ok, type Result } from '../protocol/result.js';
+import { yamlTooDeep } from '../protocol/yaml-depth.js';
 import { type Profile, ProfileSchema } from './profile-schema.js';
 
 /** A profile is a short text; anything larger is a mistake. */
@@ -50,6 +51,8 @@ export function parseProfile(text: string, source = 'profile'): Result<Profile> 
   if (Buffer.byteLength(text) > MAX_PROFILE_BYTES) {
     return err('FG_PROFILE_INVALID', `${source}: larger than ${MAX_PROFILE_BYTES} bytes`);
   }
+  const deep = yamlTooDeep(text);
+  if (deep) return err('FG_PROFILE_INVALID', `${source}: ${deep.message}`, `line ${deep.line}, column ${deep.column}`);
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   const yamlError = doc.errors[0];

@@ -3,9 +3,11 @@
  * validated by the zod schema of plan-schema.ts. Every error is FG_PLAN_INVALID with
  * `at` = "line L, column C: stages.1.batch" so an operator can jump to the offending field.
  */
+
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
 import type { z } from 'zod';
 import { err, ok, type Result } from '../../protocol/result.js';
+import { yamlTooDeep } from '../../protocol/yaml-depth.js';
 import { PlanFile } from './plan-schema.js';
 import type { Plan } from './plan-types.js';
 
@@ -88,6 +90,9 @@ export function checkPlan(text: string): { plan: Plan | null; issues: PlanIssue[
       issues: [{ line: 1, column: 1, path: '', message: `a plan file must not exceed ${MAX_PLAN_BYTES} bytes` }],
     };
   }
+  // Before composing: deep nesting could take the whole manager down (protocol/yaml-depth.ts).
+  const deep = yamlTooDeep(text);
+  if (deep) return { plan: null, issues: [{ line: deep.line, column: deep.column, path: '', message: deep.message }] };
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
