@@ -9,7 +9,7 @@ import { parseProfile } from '../../simulator/profile.js';
 
 /** `levels` nested block mappings, one space of indentation per level. */
 const blockNested = (levels: number) =>
-  Array.from({ length: levels }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n') + ' 1\n';
+  `${Array.from({ length: levels }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n')} 1\n`;
 
 describe('YAML nesting bound (protocol/yaml-depth.ts)', () => {
   it('passes real documents and nesting up to the bound, flow or block', () => {
