@@ -2,6 +2,7 @@
 import { Writable } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
+import { afterEach, beforeEach } from 'vitest';
 import type { AuthContext, Authenticator, BrokerOptions, EmbeddedBroker, Principal } from '../../broker/index.js';
 import { type IndexedPersistence, startBroker } from '../../broker/index.js';
 
@@ -122,6 +123,24 @@ export async function refusalCode(
 /** Ends every client opened through connect(). Call in afterEach. */
 export async function endClients(): Promise<void> {
   await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => {})));
+}
+
+/**
+ * A fresh broker and the manager's client on it for every test of the calling file (registered
+ * as beforeEach/afterEach); after each test every client `connect` opened is ended and the broker
+ * closed. A test may replace `tb` and `manager` (a broker with other users): the new ones are closed.
+ */
+export function useTestBrokerWithManager(): { tb: TestBroker; manager: MqttClient } {
+  const b = {} as { tb: TestBroker; manager: MqttClient };
+  beforeEach(async () => {
+    b.tb = await startTestBroker();
+    b.manager = await connect(b.tb.url, 'manager');
+  });
+  afterEach(async () => {
+    await endClients();
+    await b.tb.close();
+  });
+  return b;
 }
 
 export function until<T>(fn: () => T | undefined | false, ms = 5000): Promise<T> {

@@ -5,32 +5,21 @@
  * retained packets as an array (retainedPacketsCombi). Without the patch the counters stay at 0
  * and these tests fail.
  */
-import type { MqttClient } from 'mqtt';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IndexedPersistence } from '../../broker/index.js';
 import {
   closed,
   collect,
   connect,
-  endClients,
   PREFIX,
   persistenceOf,
   sleep,
-  startTestBroker,
   type TestBroker,
   until,
+  useTestBrokerWithManager,
 } from './broker-harness.js';
 
-let tb: TestBroker;
-let manager: MqttClient;
-beforeEach(async () => {
-  tb = await startTestBroker();
-  manager = await connect(tb.url, 'manager');
-});
-afterEach(async () => {
-  await endClients();
-  await tb.close();
-});
+const b = useTestBrokerWithManager();
 
 const chunkTopic = `${PREFIX}/devices/gw-1/chunk`;
 
@@ -49,10 +38,10 @@ function spy(t: TestBroker): { persistence: IndexedPersistence; streams: () => n
 
 describe('the offline queue of a persistent session', () => {
   it('an empty queue takes the fast path; a QoS 1 message queued while offline still arrives on reconnect', async () => {
-    const { persistence, streams } = spy(tb);
+    const { persistence, streams } = spy(b.tb);
     const hits0 = persistence.emptyQueueHits;
 
-    const first = await connect(tb.url, 'gw-1', { clean: false });
+    const first = await connect(b.tb.url, 'gw-1', { clean: false });
     // aedes runs its last connect step once the CONNACK's write has called back, which can be
     // after the client saw the CONNACK.
     await until(() => persistence.emptyQueueHits === hits0 + 1);
@@ -62,12 +51,12 @@ describe('the offline queue of a persistent session', () => {
     await closed(first);
     await sleep(20);
 
-    await manager.publishAsync(chunkTopic, 'queued while offline', { qos: 1 });
+    await b.manager.publishAsync(chunkTopic, 'queued while offline', { qos: 1 });
     expect(persistence.outgoingEmpty({ id: 'fg-gw-1' })).toBe(false);
     const hits1 = persistence.emptyQueueHits;
 
     // The session and its queue come back without a new SUBSCRIBE; the queue goes the upstream way.
-    const second = await connect(tb.url, 'gw-1', { clean: false });
+    const second = await connect(b.tb.url, 'gw-1', { clean: false });
     const got = collect(second);
     await until(() => got.length > 0);
     expect(got).toEqual([{ topic: chunkTopic, payload: 'queued while offline', retain: false }]);
@@ -80,25 +69,25 @@ describe('the offline queue of a persistent session', () => {
     await closed(second);
     await sleep(20);
     const hits2 = persistence.emptyQueueHits;
-    const third = await connect(tb.url, 'gw-1', { clean: false });
+    const third = await connect(b.tb.url, 'gw-1', { clean: false });
     const again = collect(third);
     await until(() => persistence.emptyQueueHits === hits2 + 1);
     expect(streams()).toBe(1);
-    await manager.publishAsync(chunkTopic, 'live', { qos: 1 });
+    await b.manager.publishAsync(chunkTopic, 'live', { qos: 1 });
     await until(() => again.length > 0);
     expect(again.map((m) => m.payload)).toEqual(['live']);
   });
 
   it('a clean session connecting over a queued persistent one still clears the queue', async () => {
-    const { persistence, streams } = spy(tb);
-    const first = await connect(tb.url, 'gw-1', { clean: false });
+    const { persistence, streams } = spy(b.tb);
+    const first = await connect(b.tb.url, 'gw-1', { clean: false });
     await first.subscribeAsync(chunkTopic, { qos: 1 });
     first.end(true);
     await closed(first);
     await sleep(20);
-    await manager.publishAsync(chunkTopic, 'dropped by the clean session', { qos: 1 });
+    await b.manager.publishAsync(chunkTopic, 'dropped by the clean session', { qos: 1 });
 
-    const clean = await connect(tb.url, 'gw-1', { clean: true });
+    const clean = await connect(b.tb.url, 'gw-1', { clean: true });
     const got = collect(clean);
     await until(() => streams() === 1);
     await until(() => persistence.outgoingEmpty({ id: 'fg-gw-1' }));
@@ -108,8 +97,8 @@ describe('the offline queue of a persistent session', () => {
 
   it('a persistent session that subscribes again on reconnect gets the retained desired once', async () => {
     const desired = `${PREFIX}/devices/gw-1/desired`;
-    await manager.publishAsync(desired, 'document', { qos: 1, retain: true });
-    const first = await connect(tb.url, 'gw-1', { clean: false });
+    await b.manager.publishAsync(desired, 'document', { qos: 1, retain: true });
+    const first = await connect(b.tb.url, 'gw-1', { clean: false });
     await first.subscribeAsync(desired, { qos: 0 });
     first.end(true);
     await closed(first);
@@ -118,14 +107,14 @@ describe('the offline queue of a persistent session', () => {
     // The agent's link (clean: false, SUBSCRIBE on every connect): aedes restores the stored
     // subscription without retained messages ([MQTT-3.1.2-4] keeps the session, only a SUBSCRIBE
     // replays retained ones), and the SUBSCRIBE brings the document.
-    const second = await connect(tb.url, 'gw-1', { clean: false });
+    const second = await connect(b.tb.url, 'gw-1', { clean: false });
     const got = collect(second);
     await second.subscribeAsync(desired, { qos: 0 });
     await until(() => got.length > 0);
     await sleep(100);
     expect(got).toEqual([{ topic: desired, payload: 'document', retain: true }]);
     // The patched SUBSCRIBE listed the retained packets instead of streaming them.
-    const persistence = persistenceOf(tb.broker);
+    const persistence = persistenceOf(b.tb.broker);
     expect(persistence.retainedListed).toBeGreaterThanOrEqual(2);
   });
 

@@ -1,6 +1,5 @@
 /** Retained messages through the real broker, served by IndexedPersistence. */
-import type { MqttClient } from 'mqtt';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IndexedPersistence } from '../../broker/index.js';
 import {
   collect,
@@ -11,21 +10,12 @@ import {
   sleep,
   startTestBroker,
   TableAuthenticator,
-  type TestBroker,
   USERS,
   until,
+  useTestBrokerWithManager,
 } from './broker-harness.js';
 
-let tb: TestBroker;
-let manager: MqttClient;
-beforeEach(async () => {
-  tb = await startTestBroker();
-  manager = await connect(tb.url, 'manager');
-});
-afterEach(async () => {
-  await endClients();
-  await tb.close();
-});
+const b = useTestBrokerWithManager();
 
 const dev = (id: string, channel: string) => `${PREFIX}/devices/${id}/${channel}`;
 
@@ -37,7 +27,7 @@ async function replay(
   filter: string,
   expected: number,
 ): Promise<Array<{ topic: string; payload: string; retain: boolean }>> {
-  const c = await connect(tb.url, 'manager', { clientId: `replay-${Math.random().toString(36).slice(2)}` });
+  const c = await connect(b.tb.url, 'manager', { clientId: `replay-${Math.random().toString(36).slice(2)}` });
   const got = collect(c);
   await c.subscribeAsync(filter, { qos: 1 });
   await until(() => got.length >= expected);
@@ -47,13 +37,13 @@ async function replay(
 
 describe('retained messages through the broker', () => {
   it('the broker runs on IndexedPersistence', () => {
-    expect(persistenceOf(tb.broker)).toBeInstanceOf(IndexedPersistence);
+    expect(persistenceOf(b.tb.broker)).toBeInstanceOf(IndexedPersistence);
   });
 
   it('a newer retained message replaces the older one', async () => {
-    await manager.publishAsync(dev('gw-1', 'desired'), 'generation 1', { qos: 1, retain: true });
-    await manager.publishAsync(dev('gw-1', 'desired'), 'generation 2', { qos: 1, retain: true });
-    const gw1 = await connect(tb.url, 'gw-1');
+    await b.manager.publishAsync(dev('gw-1', 'desired'), 'generation 1', { qos: 1, retain: true });
+    await b.manager.publishAsync(dev('gw-1', 'desired'), 'generation 2', { qos: 1, retain: true });
+    const gw1 = await connect(b.tb.url, 'gw-1');
     const got = collect(gw1);
     await gw1.subscribeAsync(dev('gw-1', 'desired'), { qos: 1 });
     await until(() => got.length > 0);
@@ -62,21 +52,21 @@ describe('retained messages through the broker', () => {
   });
 
   it('an empty retained payload clears the topic', async () => {
-    await manager.publishAsync(dev('gw-2', 'desired'), 'doc', { qos: 1, retain: true });
+    await b.manager.publishAsync(dev('gw-2', 'desired'), 'doc', { qos: 1, retain: true });
     expect((await replay(dev('gw-2', 'desired'), 1)).length).toBe(1);
-    await manager.publishAsync(dev('gw-2', 'desired'), '', { qos: 1, retain: true });
+    await b.manager.publishAsync(dev('gw-2', 'desired'), '', { qos: 1, retain: true });
     expect(await replay(dev('gw-2', 'desired'), 0)).toEqual([]);
-    expect(persistenceOf(tb.broker).retainedCount).toBe(0);
+    expect(persistenceOf(b.tb.broker).retainedCount).toBe(0);
   });
 
   it('wildcard subscribers get exactly the matching retained messages', async () => {
     for (const id of ['gw-1', 'gw-2', 'gw-3']) {
-      await manager.publishAsync(dev(id, 'desired'), `desired ${id}`, { qos: 1, retain: true });
-      const d = await connect(tb.url, id);
+      await b.manager.publishAsync(dev(id, 'desired'), `desired ${id}`, { qos: 1, retain: true });
+      const d = await connect(b.tb.url, id);
       await d.publishAsync(dev(id, 'health'), `health ${id}`, { qos: 1, retain: true });
       await d.publishAsync(dev(id, 'events'), `event ${id}`, { qos: 1 }); // not retained
     }
-    await manager.publishAsync(`${PREFIX}/manager/state`, 'online', { qos: 1, retain: true });
+    await b.manager.publishAsync(`${PREFIX}/manager/state`, 'online', { qos: 1, retain: true });
     const health = await replay(`${PREFIX}/devices/+/health`, 3);
     expect(health.map((m) => m.payload).sort()).toEqual(['health gw-1', 'health gw-2', 'health gw-3']);
     expect(health.every((m) => m.retain)).toBe(true);
@@ -100,17 +90,17 @@ describe('retained messages through the broker', () => {
     for (let i = 0; i < n; i++)
       users[`dev-${i}`] = { password: `p-${i}`, principal: { kind: 'device', id: `dev-${i}` } };
     await endClients();
-    await tb.close();
-    tb = await startTestBroker({ auth: new TableAuthenticator(users) });
-    manager = await connect(tb.url, 'manager');
+    await b.tb.close();
+    b.tb = await startTestBroker({ auth: new TableAuthenticator(users) });
+    b.manager = await connect(b.tb.url, 'manager');
     for (let i = 0; i < n; i++) {
-      await manager.publishAsync(dev(`dev-${i}`, 'desired'), `doc ${i}`, { qos: 1, retain: true });
+      await b.manager.publishAsync(dev(`dev-${i}`, 'desired'), `doc ${i}`, { qos: 1, retain: true });
     }
-    const p = persistenceOf(tb.broker);
+    const p = persistenceOf(b.tb.broker);
     const before = { ...p.retainedWork };
     const received = await Promise.all(
       Array.from({ length: n }, async (_, i) => {
-        const c = await connect(tb.url, `dev-${i}`, { password: `p-${i}` });
+        const c = await connect(b.tb.url, `dev-${i}`, { password: `p-${i}` });
         const got = collect(c);
         await c.subscribeAsync(dev(`dev-${i}`, 'desired'), { qos: 1 });
         await until(() => got.length > 0);
@@ -125,10 +115,10 @@ describe('retained messages through the broker', () => {
 
 describe('live delivery of a retained QoS 0 message followed at once by another publish', () => {
   it('a subscriber receives every health message even when the next publish overtakes its retained store', async () => {
-    const device = await connect(tb.url, 'gw-1');
-    const got = collect(manager);
-    await manager.subscribeAsync(`${PREFIX}/devices/+/health`, { qos: 0 });
-    await manager.subscribeAsync(`${PREFIX}/devices/+/events`, { qos: 1 });
+    const device = await connect(b.tb.url, 'gw-1');
+    const got = collect(b.manager);
+    await b.manager.subscribeAsync(`${PREFIX}/devices/+/health`, { qos: 0 });
+    await b.manager.subscribeAsync(`${PREFIX}/devices/+/events`, { qos: 1 });
     // Health is retained QoS 0; an agent publishes an event right after it.
     for (let i = 0; i < 50; i++) {
       await device.publishAsync(dev('gw-1', 'health'), JSON.stringify({ i }), { qos: 0, retain: true });
