@@ -318,12 +318,13 @@ export class Agent {
     try {
       while (this.outbox.length > 0 && this.link.connected) {
         const batch = takeBatch(this.outbox);
-        const acked = new Set<Uint8Array>();
+        // One message, so one acknowledgement for the whole batch.
+        let acked = false;
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           this.link.publish('events', batch.length === 1 ? (batch[0] as Uint8Array) : encodeEventBatch(batch)).then(
             () => {
-              for (const b of batch) acked.add(b);
+              acked = true;
             },
             () => undefined,
           ),
@@ -332,13 +333,13 @@ export class Agent {
           }),
         ]);
         clearTimeout(timer);
-        // By identity: the outbox may have dropped its oldest entries meanwhile (EVENT_OUTBOX_MAX).
-        if (acked.size > 0) {
+        if (acked) {
+          // By identity: the outbox may have dropped its oldest entries meanwhile (EVENT_OUTBOX_MAX).
+          const sent = new Set(batch);
           let kept = 0;
-          for (const b of this.outbox) if (!acked.has(b)) this.outbox[kept++] = b;
+          for (const b of this.outbox) if (!sent.has(b)) this.outbox[kept++] = b;
           this.outbox.length = kept;
-        }
-        if (acked.size < batch.length) {
+        } else {
           if (!this.link.connected || this.stopped) break;
           await new Promise((r) => setTimeout(r, 1000).unref());
         }
