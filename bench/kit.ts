@@ -259,6 +259,11 @@ export interface BenchChild {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** Node/V8 flags from an environment variable (`FG_BENCH_HOST_FLAGS='--flag --other'`), for one child. */
+export function envNodeFlags(name: string): string[] {
+  return (process.env[name] ?? '').split(/\s+/).filter((f) => f !== '');
+}
+
 /** Forks a compiled bench module (`dist/bench/<name>.js`) that answers with `serveParent`. */
 export function forkBench(name: string, opts: { execArgv?: string[]; env?: NodeJS.ProcessEnv } = {}): BenchChild {
   const child = fork(distBench(name), [], {

@@ -21,7 +21,17 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type BenchChild, forkBench, freePort, pollApi, procCpuSeconds, procStatusKiB, sleep, tempDir } from './kit.js';
+import {
+  type BenchChild,
+  envNodeFlags,
+  forkBench,
+  freePort,
+  pollApi,
+  procCpuSeconds,
+  procStatusKiB,
+  sleep,
+  tempDir,
+} from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 import type { PhaseResult } from './storm-clients.js';
 import type { HostMode, HostReady } from './storm-host.js';
@@ -114,7 +124,7 @@ export function mosquittoPath(): string | null {
 const SETTLE_MS = 20_000;
 
 /** `FG_BENCH_HOST_FLAGS='--max-semi-space-size=32'`: node/V8 flags for the broker host process only. */
-const HOST_FLAGS = (process.env.FG_BENCH_HOST_FLAGS ?? '').split(' ').filter((f) => f !== '');
+const HOST_FLAGS = envNodeFlags('FG_BENCH_HOST_FLAGS');
 
 /** `FG_BENCH_PROFILE_DIR=dir`: CPU profiles of the broker host and the clients for each phase. */
 const PROFILE_DIR = process.env.FG_BENCH_PROFILE_DIR;

@@ -31,6 +31,7 @@ import { kib, type PerAgentMemory } from '../simulator/memory.js';
 import type { PollResult } from './api-poll.js';
 import {
   type BenchChild,
+  envNodeFlags,
   exampleRuntimeFiles,
   forkBench,
   procCpuSeconds,
@@ -216,8 +217,7 @@ export async function runRolloutFleet(
     for (const b of [v1, v2]) await m.service.pushSnapshot(b.bytes);
 
     // FG_BENCH_SIM_FLAGS='--flag ...': node/V8 flags for the simulator's process only.
-    const simFlags = process.env.FG_BENCH_SIM_FLAGS?.split(/\s+/).filter(Boolean) ?? [];
-    const s = forkBench('rollout-sim', { execArgv: [...process.execArgv, ...simFlags] });
+    const s = forkBench('rollout-sim', { execArgv: [...process.execArgv, ...envNodeFlags('FG_BENCH_SIM_FLAGS')] });
     sim = s;
     const up = await s.call<{ ms: number; memory: PerAgentMemory }>(
       'start',
