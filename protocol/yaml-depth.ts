@@ -8,7 +8,7 @@
  * whose parser keeps its own stack (200,000 levels parse without recursion), and walked here with
  * an explicit stack as well.
  */
-import { Parser } from 'yaml';
+import { LineCounter, Parser } from 'yaml';
 
 /** Far beyond any real plan, config or profile (they nest 4-6 levels), far below the stack's limit. */
 export const YAML_MAX_DEPTH = 64;
@@ -28,7 +28,8 @@ interface CstNode {
 
 /** The first collection nested deeper than `max` levels, positioned; null when there is none. */
 export function yamlTooDeep(text: string, max = YAML_MAX_DEPTH): YamlTooDeep | null {
-  for (const top of new Parser().parse(text)) {
+  const lines = new LineCounter();
+  for (const top of new Parser(lines.addNewLine).parse(text)) {
     const stack: [unknown, number][] = [[top, 0]];
     while (stack.length > 0) {
       const [n, d] = stack.pop() as [unknown, number];
@@ -37,8 +38,8 @@ export function yamlTooDeep(text: string, max = YAML_MAX_DEPTH): YamlTooDeep | n
       const collection = node.type === 'block-map' || node.type === 'block-seq' || node.type === 'flow-collection';
       const depth = collection ? d + 1 : d;
       if (depth > max) {
-        const { line, column } = position(text, node.offset ?? 0);
-        return { line, column, message: `YAML nested deeper than ${max} levels` };
+        const { line, col } = lines.linePos(node.offset ?? 0);
+        return { line, column: col, message: `YAML nested deeper than ${max} levels` };
       }
       if (node.value !== undefined) stack.push([node.value, depth]);
       for (const it of node.items ?? []) {
@@ -48,16 +49,4 @@ export function yamlTooDeep(text: string, max = YAML_MAX_DEPTH): YamlTooDeep | n
     }
   }
   return null;
-}
-
-function position(text: string, offset: number): { line: number; column: number } {
-  let line = 1;
-  let start = 0;
-  for (let i = 0; i < offset && i < text.length; i++) {
-    if (text.charCodeAt(i) === 10) {
-      line++;
-      start = i + 1;
-    }
-  }
-  return { line, column: offset - start + 1 };
 }
