@@ -25,8 +25,11 @@ export interface RunnerDeps {
   readonly clock: Clock;
   /** Wait before telling the engine about a transient assign failure (it re-assigns at once). */
   readonly retryDelayMs: number;
-  /** Called after every saved step (the service drops runners that reached a final phase). */
-  readonly onState: (runner: RolloutRunner) => void;
+  /**
+   * Called after every saved step (the service drops runners that reached a final phase);
+   * `moved` when the step changed the rollout's phase or current stage.
+   */
+  readonly onState: (runner: RolloutRunner, moved: boolean) => void;
 }
 
 type AssignEffect = Extract<Effect, { type: 'assign' }>;
@@ -137,11 +140,12 @@ export class RolloutRunner {
       first = false;
       if (r.effects.length === 0) break;
       const before = this.state.phase;
+      const stageBefore = this.state.stageIndex;
       this.state = r.next;
       if (this.state.phase !== before) {
         this.log.info({ from: before, to: this.state.phase, stop: this.state.stop?.detail }, 'rollout phase changed');
       }
-      this.deps.onState(this);
+      this.deps.onState(this, this.state.phase !== before || this.state.stageIndex !== stageBefore);
       const next: RolloutEvent[] = [];
       for (const e of r.effects) next.push(...(await this.run(e)));
       if (r.effects.some((e) => e.type === 'mark-snapshot')) this.applyMarks();

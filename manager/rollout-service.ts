@@ -87,6 +87,7 @@ export class RolloutService {
   private readonly queued = new Map<RolloutRunner, RolloutEvent[]>();
   private flushScheduled = false;
   private unsubscribe: (() => void) | null = null;
+  private readonly movedListeners = new Set<(id: string) => void>();
   private timer: NodeJS.Timeout | null = null;
   private state: 'new' | 'started' | 'stopped' = 'new';
   /** Per-site settings (windows, canary, caps, gate overrides) that new and running rollouts use. */
@@ -338,7 +339,7 @@ export class RolloutService {
       logger: this.log,
       clock: this.clock,
       retryDelayMs: this.opts.retryDelayMs ?? 2000,
-      onState: (r: RolloutRunner) => this.onState(r),
+      onState: (r: RolloutRunner, moved: boolean) => this.onState(r, moved),
     };
   }
 
@@ -364,8 +365,27 @@ export class RolloutService {
     return state ? new RolloutRunner(state, this.runnerDeps()) : null;
   }
 
+  /**
+   * Called with a rollout's id when its phase or current stage changes: started, paused, resumed,
+   * stopped, rolling back, ended, or on to the next stage, whether by an operator or by itself.
+   * The dashboard pushes the rollout list at once instead of at its next poll. Returns the unsubscribe.
+   */
+  onMoved(listener: (id: string) => void): () => void {
+    this.movedListeners.add(listener);
+    return () => this.movedListeners.delete(listener);
+  }
+
   /** A runner whose rollout ended leaves the active set (a later `rollback` command loads it again). */
-  private onState(r: RolloutRunner): void {
+  private onState(r: RolloutRunner, moved: boolean): void {
+    if (moved) {
+      for (const l of this.movedListeners) {
+        try {
+          l(r.id);
+        } catch (err) {
+          this.log.warn({ err, rollout: r.id }, 'a rollout listener failed');
+        }
+      }
+    }
     if (!r.final || !this.release(r)) return;
     this.log.info({ rollout: r.id, phase: r.state.phase, outcome: r.state.outcome }, 'rollout ended');
   }

@@ -12,7 +12,7 @@ import type { RolloutDetail, RolloutService } from '../rollout-service.js';
 import type { FleetRow } from './observer.js';
 
 /** The parts of the rollout service the dashboard reads. */
-export type RolloutSource = Pick<RolloutService, 'list' | 'get' | 'events'>;
+export type RolloutSource = Pick<RolloutService, 'list' | 'get' | 'events' | 'onMoved'>;
 
 export const ROLLOUT_STATES = [
   'pending',

@@ -118,26 +118,37 @@ export function registerDashboard(app: FastifyInstance, opts: DashboardOptions):
   });
   const offSample = observer.onSample((s) => hub.broadcast('sample', s));
   // Rollouts change on their own clock (holds, ticks): their summaries are compared once a second
-  // while a dashboard is open, and a change goes out as one `rollouts` record.
+  // while a dashboard is open, and a change goes out as one `rollouts` record. A change of phase or
+  // stage (a start, an operator's command, an automatic stop, the next stage) goes out at once, so
+  // the list never disagrees with a detail the page has just fetched.
   const rollouts = opts.rollouts;
   let lastRollouts = '';
-  const poll = rollouts
-    ? setInterval(() => {
-        if (hub.size === 0) return;
-        try {
-          const list = rollouts.list({ limit: 20 });
-          const text = JSON.stringify(list);
-          if (text === lastRollouts) return;
-          lastRollouts = text;
-          hub.broadcast('rollouts', { rollouts: list });
-        } catch (e) {
-          app.log.warn({ err: e }, 'rollout summaries for the dashboard failed');
-        }
-      }, opts.rolloutPollMs ?? 1_000)
-    : null;
+  const pushRollouts = (): void => {
+    if (!rollouts || hub.size === 0) return;
+    try {
+      const list = rollouts.list({ limit: 20 });
+      const text = JSON.stringify(list);
+      if (text === lastRollouts) return;
+      lastRollouts = text;
+      hub.broadcast('rollouts', { rollouts: list });
+    } catch (e) {
+      app.log.warn({ err: e }, 'rollout summaries for the dashboard failed');
+    }
+  };
+  const poll = rollouts ? setInterval(pushRollouts, opts.rolloutPollMs ?? 1_000) : null;
+  // Moves come from inside a rollout's step: listed after it, once per burst.
+  let movedTimer: NodeJS.Timeout | null = null;
+  const offMoved = rollouts?.onMoved(() => {
+    movedTimer ??= setTimeout(() => {
+      movedTimer = null;
+      pushRollouts();
+    }, 0);
+  });
   poll?.unref();
   app.addHook('preClose', async () => {
     if (poll) clearInterval(poll);
+    if (movedTimer) clearTimeout(movedTimer);
+    offMoved?.();
     if (resyncTimer) clearTimeout(resyncTimer);
     hub.closeAll();
   });

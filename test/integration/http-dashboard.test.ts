@@ -3,7 +3,9 @@
  * modules (local only, with a CSP, nothing outside the asset folder), the fleet rows with health
  * and telemetry, the fleet series, a device's history, snapshot outcomes, and the live stream
  * (server-sent events) that carries a device coming online and its update transitions. The SSE
- * hub's limits (stream count, a client that does not read) are checked on a bare app.
+ * hub's limits (stream count, a client that does not read) are checked on a bare app. Rollout
+ * summaries reach the stream as soon as a rollout starts or an operator pauses it, not at the next
+ * poll.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -11,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NumericRing, Ring } from '../../manager/dashboard/history.js';
-import { SseHub, staticDir } from '../../manager/dashboard/index.js';
+import { registerDashboard, SseHub, staticDir } from '../../manager/dashboard/index.js';
 import type { FleetServiceApi } from '../../manager/fleet-service.js';
 import { buildApp } from '../../manager/http/app.js';
 import { startTestFleet, type TestFleet } from '../helpers/fleet.js';
@@ -272,5 +274,78 @@ describe('the SSE hub limits', () => {
     const again = await fetch(url);
     expect(again.status).toBe(200);
     await again.body?.cancel();
+  });
+});
+
+describe('rollout summaries on the stream', () => {
+  let fleet: TestFleet;
+  let app: FastifyInstance;
+  let token: string;
+  let v2: string;
+  beforeAll(async () => {
+    fleet = await startTestFleet();
+    token = readFileSync(join(fleet.dir, 'manager/operator-token'), 'utf8').trim();
+    // Registered, never connected: the rollout starts its canary and waits there.
+    await fleet.manager.service.addDevice({ id: 'gw-1', site: 'plant-a', hardware: 'gw-x86' });
+    await fleet.manager.service.addDevice({ id: 'gw-2', site: 'plant-b', hardware: 'gw-x86' });
+    const b = fleet.bundle('2.0.0', 2, { mode: 'healthy' });
+    await fleet.manager.service.pushSnapshot(b.bytes);
+    v2 = b.id;
+    // The manager's own rollouts behind a second dashboard whose poll never comes within the test:
+    // only the push on a move can deliver a `rollouts` record.
+    app = await buildApp({
+      service: fleet.manager.service,
+      logger: pino({ level: 'silent' }),
+      extend: [
+        (a) =>
+          registerDashboard(a, {
+            observer: fleet.manager.observer,
+            service: fleet.manager.service,
+            rollouts: fleet.manager.rollouts,
+            rolloutPollMs: 3_600_000,
+          }),
+      ],
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+  }, 60_000);
+  afterAll(async () => {
+    await app?.close();
+    await fleet?.close();
+  });
+
+  const command = async (url: string, body: unknown) => {
+    const res = await fleet.manager.http.inject({
+      method: 'POST',
+      url,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      payload: JSON.stringify(body),
+    });
+    expect(res.statusCode, res.body).toBeLessThan(300);
+    return res.json() as Json;
+  };
+
+  it('pushes the list when a rollout starts and when an operator pauses it', async () => {
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : 0;
+    const res = await fetch(`http://127.0.0.1:${port}/api/v1/stream`, { headers: { accept: 'text/event-stream' } });
+    const sse = sseReader(res);
+    try {
+      await sse.next((e) => e.event === 'hello');
+      const plan = [`snapshot: ${v2}`, 'hold: 60s', 'stages:', '  - canary: 1 site', '  - fleet: all', ''].join('\n');
+      const id = (await command('/api/v1/rollouts', { plan })).rollout.id as string;
+      const started = await sse.next(
+        (e) => e.event === 'rollouts' && e.data.rollouts.some((r: Json) => r.id === id && r.phase === 'running'),
+        5_000,
+      );
+      expect(started.data.rollouts.find((r: Json) => r.id === id)).toMatchObject({ stage: 'canary', devices: 2 });
+      await command(`/api/v1/rollouts/${id}/pause`, { reason: 'looking' });
+      const paused = await sse.next(
+        (e) => e.event === 'rollouts' && e.data.rollouts.some((r: Json) => r.id === id && r.phase === 'paused'),
+        5_000,
+      );
+      expect(paused.data.rollouts).toHaveLength(1);
+    } finally {
+      sse.stop();
+    }
   });
 });
