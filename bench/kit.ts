@@ -20,6 +20,7 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import pino, { type Logger } from 'pino';
 import { type Authenticator, type EmbeddedBroker, startBroker } from '../broker/index.js';
 import { FleetService } from '../manager/fleet-service.js';
@@ -210,6 +211,8 @@ export async function startBenchFleet(
 export interface PollResult {
   /** Milliseconds from send to the end of the body, one per answered request. */
   readonly latencies: number[];
+  /** When each of those requests was sent (epochMs(), comparable across processes), same order. */
+  readonly sentAt: number[];
   /** Non-2xx answers, network errors and timeouts. */
   readonly errors: number;
 }
@@ -220,6 +223,7 @@ export interface PollResult {
  */
 export function pollApi(url: string, everyMs: number, headers: Record<string, string> = {}) {
   const latencies: number[] = [];
+  const sentAt: number[] = [];
   let errors = 0;
   const pending = new Set<Promise<void>>();
   const timer = setInterval(() => {
@@ -229,6 +233,7 @@ export function pollApi(url: string, everyMs: number, headers: Record<string, st
         await r.arrayBuffer();
         if (!r.ok) errors++;
         latencies.push(performance.now() - t0);
+        sentAt.push(performance.timeOrigin + t0);
       })
       .catch(() => {
         errors++;
@@ -240,9 +245,69 @@ export function pollApi(url: string, everyMs: number, headers: Record<string, st
     async stop(): Promise<PollResult> {
       clearInterval(timer);
       await Promise.all(pending);
-      return { latencies, errors };
+      return { latencies, sentAt, errors };
     },
   };
+}
+
+/** A garbage collection that held this process's main thread. */
+export interface GcPause {
+  /** epochMs() at its start. */
+  readonly at: number;
+  readonly ms: number;
+  readonly kind: 'scavenge' | 'mark-compact' | 'incremental' | 'weak-callbacks' | 'other';
+}
+
+export interface PauseTrace {
+  readonly gc: GcPause[];
+  /** The event loop's delay over the window (monitorEventLoopDelay, 10 ms resolution), ms. */
+  readonly loopP99: number;
+  readonly loopMax: number;
+}
+
+function gcKind(k: number | undefined): GcPause['kind'] {
+  switch (k) {
+    case perfConstants.NODE_PERFORMANCE_GC_MINOR:
+      return 'scavenge';
+    case perfConstants.NODE_PERFORMANCE_GC_MAJOR:
+      return 'mark-compact';
+    case perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL:
+      return 'incremental';
+    case perfConstants.NODE_PERFORMANCE_GC_WEAKCB:
+      return 'weak-callbacks';
+    default:
+      return 'other';
+  }
+}
+
+/**
+ * What held this process's event loop from now until stop(): every GC pause (PerformanceObserver
+ * `gc` entries) and the loop's delay. A slow API answer whose time covers a pause is explained by
+ * it (pausesDuring).
+ */
+export function tracePauses(): { stop(): PauseTrace } {
+  const gc: GcPause[] = [];
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+      gc.push({ at: performance.timeOrigin + e.startTime, ms: e.duration, kind: gcKind(kind) });
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  return {
+    stop() {
+      obs.disconnect();
+      loop.disable();
+      return { gc, loopP99: loop.percentile(99) / 1e6, loopMax: loop.max / 1e6 };
+    },
+  };
+}
+
+/** The GC pauses that overlap a request sent at `at` (epochMs) that took `ms`. */
+export function pausesDuring(gc: readonly GcPause[], at: number, ms: number): GcPause[] {
+  return gc.filter((g) => g.at < at + ms && g.at + g.ms > at);
 }
 
 /** High-resolution wall-clock ms, comparable between processes on one machine. */

@@ -34,11 +34,14 @@ import {
   envNodeFlags,
   exampleRuntimeFiles,
   forkBench,
+  type PauseTrace,
+  pausesDuring,
   procCpuSeconds,
   profilerCommands,
   silentLogger,
   sleep,
   tempDir,
+  tracePauses,
 } from './kit.js';
 import { type Bench, type Figure, formatFigure, stats } from './lib.js';
 
@@ -147,6 +150,8 @@ export interface RolloutFleetResult {
   readonly windowS: number;
   readonly api: number[];
   readonly apiErrors: number;
+  /** What held the manager's event loop while the API was polled (kit.ts tracePauses). */
+  readonly pauses: SteadyPauses;
   /** Memory per simulated agent (simulator/memory.ts): connected and idle, with a committed snapshot, and per bare mqtt.js client. */
   readonly simMemory: {
     readonly idle: PerAgentMemory;
@@ -154,6 +159,23 @@ export interface RolloutFleetResult {
     readonly mqttClient: PerAgentMemory;
   };
 }
+
+/** Slow API answers against the manager's GC pauses and event-loop delay in the polled half. */
+export interface SteadyPauses {
+  /** Answers over SLOW_API_MS, and how many of them overlap a GC pause of the manager. */
+  readonly slow: number;
+  readonly slowDuringGc: number;
+  /** GC pauses of at least 10 ms: count, of which mark-compact, the longest, all GC time. */
+  readonly gcLong: number;
+  readonly gcMarkCompact: number;
+  readonly gcMaxMs: number;
+  readonly gcTotalMs: number;
+  readonly loopP99Ms: number;
+  readonly loopMaxMs: number;
+}
+
+/** The (f) goal's bound: an answer slower than this is counted and matched to GC pauses. */
+const SLOW_API_MS = 100;
 
 export async function runRolloutFleet(
   n: number,
@@ -327,11 +349,13 @@ export async function runRolloutFleet(
     await profStart();
     const c0 = process.cpuUsage();
     const w0 = performance.now();
+    const trace = tracePauses();
     const polled = await poller.call<PollResult>(
       'poll',
       { url: `${http}/api/v1/devices?limit=50`, token, everyMs: 100, durationMs: half },
       half + 60_000,
     );
+    const held = trace.stop();
     const cpu = process.cpuUsage(c0);
     const windowS = (performance.now() - w0) / 1000;
     await profStop(`${n}-steady`);
@@ -341,6 +365,24 @@ export async function runRolloutFleet(
     log(
       `steady: manager CPU ${quietPct.toFixed(1)} % without API requests, ${cpuPct.toFixed(1)} % with (${windowS.toFixed(1)} s, ${api.length} API samples)`,
     );
+    const pauses = steadyPauses(polled, held);
+    log(
+      `steady: ${pauses.slow} API answers over ${SLOW_API_MS} ms, ${pauses.slowDuringGc} of them during a manager GC pause; ` +
+        `GC pauses >= 10 ms: ${pauses.gcLong} (${pauses.gcMarkCompact} mark-compact, longest ${pauses.gcMaxMs.toFixed(0)} ms, all GC ${pauses.gcTotalMs.toFixed(0)} ms); ` +
+        `event-loop delay p99 ${pauses.loopP99Ms.toFixed(0)} ms, max ${pauses.loopMaxMs.toFixed(0)} ms`,
+    );
+    for (const [i, ms] of polled.latencies.entries()) {
+      if (ms <= SLOW_API_MS) continue;
+      const at = polled.sentAt[i]!;
+      const gcs = pausesDuring(held.gc, at, ms).filter((g) => g.ms >= 1);
+      log(
+        `  slow answer ${ms.toFixed(0)} ms at +${((at - (performance.timeOrigin + w0)) / 1000).toFixed(1)} s: ${
+          gcs.length === 0
+            ? 'no GC pause of the manager in it'
+            : gcs.map((g) => `${g.kind} ${g.ms.toFixed(0)} ms`).join(', ')
+        }`,
+      );
+    }
 
     // The MQTT client's share, measured last (closed clients are not freed at once): at most 2,000
     // bare clients, so the manager stays within its connection limit.
@@ -366,6 +408,7 @@ export async function runRolloutFleet(
       windowS,
       api,
       apiErrors,
+      pauses,
       simMemory: { idle: up.memory, committed: committedMemory, mqttClient },
     };
   } finally {
@@ -438,9 +481,36 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
       value: api.p99,
       unit: 'ms',
       goal: { op: '<=', value: 100 },
-      note: `n=${api.n}, median ${api.median.toFixed(1)}, max ${api.max.toFixed(0)} ms, ${r.apiErrors} errors`,
+      note: `n=${api.n}, median ${api.median.toFixed(1)}, max ${api.max.toFixed(0)} ms, ${r.apiErrors} errors; ${r.pauses.slow} over ${SLOW_API_MS} ms, ${r.pauses.slowDuringGc} of them in a manager GC pause`,
+    },
+    {
+      name: 'steady: manager event-loop delay p99 while the API is polled',
+      value: r.pauses.loopP99Ms,
+      unit: 'ms',
+      note: `max ${r.pauses.loopMaxMs.toFixed(0)} ms; GC pauses >= 10 ms: ${r.pauses.gcLong} (${r.pauses.gcMarkCompact} mark-compact), longest ${r.pauses.gcMaxMs.toFixed(0)} ms`,
     },
   ];
+}
+
+function steadyPauses(polled: PollResult, held: PauseTrace): SteadyPauses {
+  let slow = 0;
+  let slowDuringGc = 0;
+  for (const [i, ms] of polled.latencies.entries()) {
+    if (ms <= SLOW_API_MS) continue;
+    slow++;
+    if (pausesDuring(held.gc, polled.sentAt[i]!, ms).some((g) => g.ms >= 1)) slowDuringGc++;
+  }
+  const long = held.gc.filter((g) => g.ms >= 10);
+  return {
+    slow,
+    slowDuringGc,
+    gcLong: long.length,
+    gcMarkCompact: long.filter((g) => g.kind === 'mark-compact').length,
+    gcMaxMs: held.gc.reduce((m, g) => Math.max(m, g.ms), 0),
+    gcTotalMs: held.gc.reduce((t, g) => t + g.ms, 0),
+    loopP99Ms: held.loopP99,
+    loopMaxMs: held.loopMax,
+  };
 }
 
 const KIB = 1024;
