@@ -50,12 +50,19 @@ describe('benchmarks at tiny sizes', () => {
   }, 30_000);
 
   it('rollout-fleet: a small simulated fleet completes a staged rollout and rolls back without downloads', async () => {
-    const r = await runRolloutFleet(24, { steadyS: 1, log: () => undefined });
+    const r = await runRolloutFleet(24, { steadyS: 1, cycles: 2, log: () => undefined });
     expect(r.rolloutPhase).toBe('completed');
     expect(r.rollbackPhase).toBe('rolled_back');
     expect(r.rollbackBytes).toBe(0);
     expect(r.rolloutBytes).toBeGreaterThan(0);
     expect(r.messages).toBeGreaterThan(0);
+    // Two cycles, each a new snapshot: both rollouts download, neither rollback does.
+    expect(r.cycles).toHaveLength(2);
+    for (const c of r.cycles) {
+      expect(c).toMatchObject({ rolloutPhase: 'completed', rollbackPhase: 'rolled_back', rollbackBytes: 0 });
+      expect(c.rolloutBytes).toBeGreaterThan(24 * 60 * 1024); // each device fetched the 64 KiB payload
+      expect(c.rollbackMessages).toBeGreaterThan(0);
+    }
     // The simulator's CPU is read from its process: 24 agents downloading 64 KiB each use some.
     expect(r.rolloutCpuS.simulator).toBeGreaterThan(0);
     // Memory per agent is measured for every agent and per bare client for as many (at most 2,000).
