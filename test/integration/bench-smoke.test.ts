@@ -50,7 +50,7 @@ describe('benchmarks at tiny sizes', () => {
   }, 30_000);
 
   it('rollout-fleet: a small simulated fleet completes a staged rollout and rolls back without downloads', async () => {
-    const r = await runRolloutFleet(24, { steadyS: 1, cycles: 2, log: () => undefined });
+    const r = await runRolloutFleet(24, { quietS: 0.5, polledS: 0.5, cycles: 2, log: () => undefined });
     expect(r.rolloutPhase).toBe('completed');
     expect(r.rollbackPhase).toBe('rolled_back');
     expect(r.rollbackBytes).toBe(0);
