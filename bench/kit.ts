@@ -422,6 +422,33 @@ export function serveParent(handlers: Record<string, (args: Record<string, unkno
  * IPC commands that CPU-profile one stretch of a child (e.g. only the storm phase) with the
  * inspector, written as a .cpuprofile that Chrome DevTools or speedscope open.
  */
+/**
+ * V8's sampling heap profiler on this process (a `.heapprofile` that Chrome DevTools opens).
+ * Without `garbage`, the profile holds what is still alive when it stops; with it, also what a
+ * major GC collected meanwhile: objects that were promoted to the old generation and died there,
+ * the garbage behind long mark-compact pauses. Comparing the two profiles of the same work gives
+ * that garbage by allocating function.
+ */
+export async function startHeapSampling(opts: { garbage: boolean }): Promise<{ stop(file: string): Promise<void> }> {
+  const { Session } = await import('node:inspector/promises');
+  const s = new Session();
+  s.connect();
+  // includeObjectsCollectedByMajorGC is in V8's protocol but not in node's typings.
+  await s.post('HeapProfiler.startSampling', {
+    samplingInterval: 64 * 1024,
+    ...(opts.garbage ? { includeObjectsCollectedByMajorGC: true } : {}),
+  } as { samplingInterval: number });
+  return {
+    async stop(file) {
+      // What died since the last GC counts as garbage only once a major GC has collected it.
+      (globalThis as { gc?: () => void }).gc?.();
+      const { profile } = await s.post('HeapProfiler.stopSampling');
+      s.disconnect();
+      writeFileSync(file, JSON.stringify(profile));
+    },
+  };
+}
+
 export function profilerCommands(): Record<string, (args: Record<string, unknown>) => unknown> {
   let session: import('node:inspector/promises').Session | undefined;
   return {
