@@ -419,29 +419,38 @@ export function serveParent(handlers: Record<string, (args: Record<string, unkno
 }
 
 /**
- * IPC commands that CPU-profile one stretch of a child (e.g. only the storm phase) with the
- * inspector, written as a .cpuprofile that Chrome DevTools or speedscope open.
+ * `FG_BENCH_HEAP_PROFILE`: a sampling heap profile (`<cpu profile>.heapprofile`, which Chrome
+ * DevTools opens) beside each CPU profile that profilerCommands writes.
+ * - `1` or `all`: every sampled allocation, collected or not (where a phase allocates);
+ * - `live`: only what is still alive when the phase ends;
+ * - `garbage`: that, plus what a major GC collected meanwhile, i.e. objects promoted to the old
+ *   generation that died there (the garbage behind long mark-compact pauses). Comparing it with
+ *   `live` for the same work gives that garbage by allocating function.
  */
-/**
- * V8's sampling heap profiler on this process (a `.heapprofile` that Chrome DevTools opens).
- * Without `garbage`, the profile holds what is still alive when it stops; with it, also what a
- * major GC collected meanwhile: objects that were promoted to the old generation and died there,
- * the garbage behind long mark-compact pauses. Comparing the two profiles of the same work gives
- * that garbage by allocating function.
- */
-export async function startHeapSampling(opts: { garbage: boolean }): Promise<{ stop(file: string): Promise<void> }> {
+export type HeapProfileMode = 'all' | 'live' | 'garbage';
+
+function heapProfileMode(): HeapProfileMode | null {
+  const v = process.env.FG_BENCH_HEAP_PROFILE;
+  if (!v) return null;
+  if (v === '1' || v === 'all' || v === 'live' || v === 'garbage') return v === '1' ? 'all' : v;
+  throw new Error(`FG_BENCH_HEAP_PROFILE=${v}: use 1, all, live or garbage`);
+}
+
+/** V8's sampling heap profiler on this process, in one of the modes above. */
+async function startHeapSampling(mode: HeapProfileMode): Promise<{ stop(file: string): Promise<void> }> {
   const { Session } = await import('node:inspector/promises');
   const s = new Session();
   s.connect();
-  // includeObjectsCollectedByMajorGC is in V8's protocol but not in node's typings.
+  // The include flags are in V8's protocol but not in node's typings.
   await s.post('HeapProfiler.startSampling', {
-    samplingInterval: 64 * 1024,
-    ...(opts.garbage ? { includeObjectsCollectedByMajorGC: true } : {}),
+    samplingInterval: 32 * 1024,
+    ...(mode === 'live' ? {} : { includeObjectsCollectedByMajorGC: true }),
+    ...(mode === 'all' ? { includeObjectsCollectedByMinorGC: true } : {}),
   } as { samplingInterval: number });
   return {
     async stop(file) {
-      // What died since the last GC counts as garbage only once a major GC has collected it.
-      (globalThis as { gc?: () => void }).gc?.();
+      // What died since the last GC counts as collected only once a major GC has run.
+      if (mode !== 'all') (globalThis as { gc?: () => void }).gc?.();
       const { profile } = await s.post('HeapProfiler.stopSampling');
       s.disconnect();
       writeFileSync(file, JSON.stringify(profile));
@@ -449,11 +458,19 @@ export async function startHeapSampling(opts: { garbage: boolean }): Promise<{ s
   };
 }
 
+/**
+ * IPC commands that CPU-profile one stretch of a child (e.g. only the storm phase) with the
+ * inspector, written as a .cpuprofile that Chrome DevTools or speedscope open; with
+ * FG_BENCH_HEAP_PROFILE, a heap profile of the same stretch beside it (`<file>.heapprofile`).
+ */
 export function profilerCommands(): Record<string, (args: Record<string, unknown>) => unknown> {
   let session: import('node:inspector/promises').Session | undefined;
+  let heap: Awaited<ReturnType<typeof startHeapSampling>> | undefined;
   return {
     /** `intervalUs`: the sampling interval (default 500 us). */
     async profStart(args) {
+      const mode = heapProfileMode();
+      if (mode) heap = await startHeapSampling(mode);
       const { Session } = await import('node:inspector/promises');
       const s = new Session();
       s.connect();
@@ -469,8 +486,11 @@ export function profilerCommands(): Record<string, (args: Record<string, unknown
       session = undefined;
       const { profile } = await s.post('Profiler.stop');
       s.disconnect();
-      writeFileSync(String(args.file), JSON.stringify(profile));
-      return String(args.file);
+      const file = String(args.file);
+      writeFileSync(file, JSON.stringify(profile));
+      await heap?.stop(`${file}.heapprofile`);
+      heap = undefined;
+      return file;
     },
   };
 }

@@ -44,7 +44,6 @@ import {
   profilerCommands,
   silentLogger,
   sleep,
-  startHeapSampling,
   tempDir,
   tracePauses,
 } from './kit.js';
@@ -363,17 +362,9 @@ export async function runRolloutFleet(
     }
 
     const cycles: RolloutCycle[] = [];
-    // FG_BENCH_HEAP_PROFILE=file: the manager's sampled allocations over the cycles (kit.ts
-    // startHeapSampling); FG_BENCH_HEAP_GARBAGE=1 adds what the old generation collected.
-    const heapFile = process.env.FG_BENCH_HEAP_PROFILE;
-    const heap = heapFile ? await startHeapSampling({ garbage: process.env.FG_BENCH_HEAP_GARBAGE === '1' }) : null;
     for (const [c, target] of targets.entries()) {
       if (cycleCount > 1) log(`cycle ${c + 1} of ${cycleCount}: ${target.opened.id.slice(0, 12)} (${c + 2}.0.0)`);
       cycles.push(await cycle(target.opened.id, c === 0 ? `${n}` : `${n}-c${c + 1}`));
-    }
-    if (heap && heapFile) {
-      await heap.stop(heapFile);
-      log(`heap profile of the manager over the cycles: ${heapFile}`);
     }
 
     // (f) steady state: every device reports every 10 s; the API is polled every 100 ms, from a

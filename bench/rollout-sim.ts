@@ -25,8 +25,6 @@ let enrolled: EnrolledDevice[] = [];
 let before: MemorySample | null = null;
 const profiler = profilerCommands();
 let cpu0: NodeJS.CpuUsage | null = null;
-/** FG_BENCH_HEAP_PROFILE=1: a sampling heap profile (allocations) beside each CPU profile. */
-let heap: import('node:inspector/promises').Session | null = null;
 /** Socket writes of all agents (each one a syscall, on loopback with the receiver's work in it). */
 let writes = 0;
 let writes0 = 0;
@@ -64,28 +62,12 @@ serveParent({
     cpu0 = process.cpuUsage();
     writes0 = writes;
     published0 = new Map(published);
-    if (process.env.FG_BENCH_HEAP_PROFILE) {
-      const { Session } = await import('node:inspector/promises');
-      heap = new Session();
-      heap.connect();
-      await heap.post('HeapProfiler.startSampling', {
-        samplingInterval: 32768,
-        includeObjectsCollectedByMajorGC: true,
-        includeObjectsCollectedByMinorGC: true,
-      });
-    }
     return profiler.profStart?.(a);
   },
   async profStop(a) {
     const used = cpu0 ? process.cpuUsage(cpu0) : null;
     cpu0 = null;
     const file = await profiler.profStop?.(a);
-    if (heap && typeof file === 'string') {
-      const { profile } = await heap.post('HeapProfiler.stopSampling');
-      heap.disconnect();
-      heap = null;
-      writeFileSync(`${file}.heapprofile`, JSON.stringify(profile));
-    }
     if (used && typeof file === 'string') {
       const s = {
         user: used.user / 1e6,
