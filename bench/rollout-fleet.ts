@@ -19,7 +19,6 @@
  *   process (bench/api-poll.ts) for 2 minutes (quick 10 s): the manager process's CPU share of each
  *   part, the API p99, and what held the manager's event loop when an answer was slow.
  */
-
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +37,7 @@ import {
   envNodeFlags,
   exampleRuntimeFiles,
   forkBench,
+  type GcPause,
   type PauseTrace,
   pausesDuring,
   procCpuSeconds,
@@ -176,6 +176,8 @@ export interface RolloutFleetResult extends RolloutCycle {
 
 /** Slow API answers against the manager's GC pauses and event-loop delay in the polled part. */
 export interface SteadyPauses {
+  /** Each answer over SLOW_API_MS: when it was sent (s into the polled part), and the GC pauses in it. */
+  readonly slowAnswers: readonly { readonly atS: number; readonly ms: number; readonly gc: readonly GcPause[] }[];
   /** Answers over SLOW_API_MS, and how many of them overlap a GC pause of the manager. */
   readonly slow: number;
   readonly slowDuringGc: number;
@@ -404,21 +406,18 @@ export async function runRolloutFleet(
     log(
       `steady: manager CPU ${quietPct.toFixed(1)} % without API requests, ${cpuPct.toFixed(1)} % with (${windowS.toFixed(1)} s, ${api.length} API samples)`,
     );
-    const pauses = steadyPauses(polled, held);
+    const pauses = steadyPauses(polled, held, performance.timeOrigin + w0);
     log(
       `steady: ${pauses.slow} API answers over ${SLOW_API_MS} ms, ${pauses.slowDuringGc} of them during a manager GC pause; ` +
         `GC pauses >= 10 ms: ${pauses.gcLong} (${pauses.gcMarkCompact} mark-compact, longest ${pauses.gcMaxMs.toFixed(0)} ms, all GC ${pauses.gcTotalMs.toFixed(0)} ms); ` +
         `event-loop delay p99 ${pauses.loopP99Ms.toFixed(0)} ms, max ${pauses.loopMaxMs.toFixed(0)} ms`,
     );
-    for (const [i, ms] of polled.latencies.entries()) {
-      if (ms <= SLOW_API_MS) continue;
-      const at = polled.sentAt[i]!;
-      const gcs = pausesDuring(held.gc, at, ms).filter((g) => g.ms >= 1);
+    for (const a of pauses.slowAnswers) {
       log(
-        `  slow answer ${ms.toFixed(0)} ms at +${((at - (performance.timeOrigin + w0)) / 1000).toFixed(1)} s: ${
-          gcs.length === 0
+        `  slow answer ${a.ms.toFixed(0)} ms at +${a.atS.toFixed(1)} s: ${
+          a.gc.length === 0
             ? 'no GC pause of the manager in it'
-            : gcs.map((g) => `${g.kind} ${g.ms.toFixed(0)} ms`).join(', ')
+            : a.gc.map((g) => `${g.kind} ${g.ms.toFixed(0)} ms`).join(', ')
         }`,
       );
     }
@@ -547,18 +546,18 @@ export function rolloutFigures(r: RolloutFleetResult, note: string): Figure[] {
   ];
 }
 
-function steadyPauses(polled: PollResult, held: PauseTrace): SteadyPauses {
-  let slow = 0;
-  let slowDuringGc = 0;
-  for (const [i, ms] of polled.latencies.entries()) {
-    if (ms <= SLOW_API_MS) continue;
-    slow++;
-    if (pausesDuring(held.gc, polled.sentAt[i]!, ms).some((g) => g.ms >= 1)) slowDuringGc++;
-  }
+/** `from`: epochMs() when the polled part began. */
+function steadyPauses(polled: PollResult, held: PauseTrace, from: number): SteadyPauses {
+  const slowAnswers = polled.latencies.flatMap((ms, i) => {
+    if (ms <= SLOW_API_MS) return [];
+    const at = polled.sentAt[i]!;
+    return [{ atS: (at - from) / 1000, ms, gc: pausesDuring(held.gc, at, ms).filter((g) => g.ms >= 1) }];
+  });
   const long = held.gc.filter((g) => g.ms >= 10);
   return {
-    slow,
-    slowDuringGc,
+    slowAnswers,
+    slow: slowAnswers.length,
+    slowDuringGc: slowAnswers.filter((a) => a.gc.length > 0).length,
     gcLong: long.length,
     gcMarkCompact: long.filter((g) => g.kind === 'mark-compact').length,
     gcMaxMs: held.gc.reduce((m, g) => Math.max(m, g.ms), 0),

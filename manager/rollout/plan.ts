@@ -3,7 +3,6 @@
  * validated by the zod schema of plan-schema.ts. Every error is FG_PLAN_INVALID with
  * `at` = "line L, column C: stages.1.batch" so an operator can jump to the offending field.
  */
-
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, Scalar } from 'yaml';
 import type { z } from 'zod';
 import { err, ok, type Result } from '../../protocol/result.js';
